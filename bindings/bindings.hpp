@@ -1,0 +1,12 @@
+// Registration functions of the per-area binding files, called from module.cpp.
+#pragma once
+
+#include <nanobind/nanobind.h>
+
+namespace dexloop::bindings {
+
+void register_errors(nanobind::module_& module);
+void register_video(nanobind::module_& module);
+void register_dataset(nanobind::module_& module);
+
+}  // namespace dexloop::bindings

@@ -1,0 +1,90 @@
+// dexloop._core.dataset: the episode index of delta_timestamps windows, batch at a time.
+#include <nanobind/ndarray.h>
+#include <nanobind/stl/vector.h>
+
+#include <vector>
+
+#include "bindings.hpp"
+#include "dexloop/dataset/episode_index.hpp"
+
+namespace nb = nanobind;
+using namespace nb::literals;
+
+namespace dexloop::bindings {
+namespace {
+
+using dataset::EpisodeIndex;
+using dataset::EpisodeSpan;
+using Int64Vector = nb::ndarray<const int64_t, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
+
+template <typename T>
+nb::ndarray<nb::numpy, T> new_array(std::vector<size_t> shape) {
+  size_t count = 1;
+  for (size_t extent : shape) count *= extent;
+  T* data = new T[count > 0 ? count : 1];
+  nb::capsule owner(data, [](void* pointer) noexcept { delete[] static_cast<T*>(pointer); });
+  return nb::ndarray<nb::numpy, T>(data, shape.size(), shape.data(), owner);
+}
+
+EpisodeIndex make_index(Int64Vector from_index, Int64Vector to_index, Int64Vector first_row) {
+  const size_t count = from_index.shape(0);
+  if (to_index.shape(0) != count || first_row.shape(0) != count) {
+    throw nb::value_error("from_index, to_index and first_row must have the same length");
+  }
+  std::vector<EpisodeSpan> spans(count);
+  for (size_t e = 0; e < count; ++e) {
+    spans[e] = EpisodeSpan{from_index.data()[e], to_index.data()[e], first_row.data()[e]};
+  }
+  return EpisodeIndex(std::move(spans));
+}
+
+nb::ndarray<nb::numpy, int64_t> episodes_of(const EpisodeIndex& index, Int64Vector rows) {
+  auto result = new_array<int64_t>({rows.shape(0)});
+  std::span<const int64_t> input(rows.data(), rows.shape(0));
+  int64_t* output = result.data();
+  nb::gil_scoped_release release;
+  index.episodes_of(input, output);
+  return result;
+}
+
+nb::tuple window(const EpisodeIndex& index, Int64Vector rows, Int64Vector deltas) {
+  const size_t count = rows.shape(0);
+  const size_t width = deltas.shape(0);
+  auto source_rows = new_array<int64_t>({count, width});
+  auto is_pad = new_array<bool>({count, width});
+  std::span<const int64_t> row_span(rows.data(), count);
+  std::span<const int64_t> delta_span(deltas.data(), width);
+  int64_t* rows_out = source_rows.data();
+  bool* pad_out = is_pad.data();
+  {
+    nb::gil_scoped_release release;
+    index.window(row_span, delta_span, rows_out, pad_out);
+  }
+  return nb::make_tuple(source_rows, is_pad);
+}
+
+}  // namespace
+
+void register_dataset(nb::module_& module) {
+  nb::class_<EpisodeIndex>(module, "EpisodeIndex",
+                           "Episodes of a loaded table: global frame range [from_index, to_index) and "
+                           "first table row of each, in table order.")
+      .def(nb::new_(&make_index), "from_index"_a, "to_index"_a, "first_row"_a)
+      .def_prop_ro("num_rows", &EpisodeIndex::num_rows)
+      .def_prop_ro("num_episodes", &EpisodeIndex::num_episodes)
+      .def("episodes_of", &episodes_of, "rows"_a,
+           "Ordinal (position in the loaded episode list) of the episode holding each row.")
+      .def("window", &window, "rows"_a, "deltas"_a,
+           "For rows (N,) and frame offsets (K,): (source_rows (N, K) int64, is_pad (N, K) bool), "
+           "clamping inside each row's episode as LeRobot does.");
+
+  module.def(
+      "delta_indices",
+      [](const std::vector<double>& deltas_s, double fps, double tolerance_s) {
+        return dataset::delta_indices(deltas_s, fps, tolerance_s);
+      },
+      "deltas_s"_a, "fps"_a, "tolerance_s"_a,
+             "LeRobot's delta_timestamps check and conversion to frame offsets (round half to even).");
+}
+
+}  // namespace dexloop::bindings

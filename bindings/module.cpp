@@ -1,0 +1,14 @@
+// dexloop._core: the native half of dexloop. Users import the Python package `dexloop`, which
+// re-exports what they need from here; this module's submodules mirror the C++ areas.
+#include "bindings.hpp"
+
+namespace nb = nanobind;
+
+NB_MODULE(_core, module) {
+  module.doc() = "dexloop's native core: video decoding and dataset index maths";
+  dexloop::bindings::register_errors(module);
+  nb::module_ video = module.def_submodule("video", "FFmpeg-backed frame-accurate video decoding");
+  dexloop::bindings::register_video(video);
+  nb::module_ dataset = module.def_submodule("dataset", "Episode index maths of delta_timestamps");
+  dexloop::bindings::register_dataset(dataset);
+}

@@ -1,0 +1,50 @@
+// RAII owners for the FFmpeg objects the video code uses, and error-string helpers.
+// Private to cpp/src/video: public headers never expose FFmpeg types.
+#pragma once
+
+extern "C" {
+#include <libavcodec/avcodec.h>
+#include <libavformat/avformat.h>
+#include <libavutil/imgutils.h>
+#include <libavutil/pixdesc.h>
+#include <libswscale/swscale.h>
+}
+
+#include <memory>
+#include <string>
+
+namespace dexloop::video::ffmpeg {
+
+struct FormatContextCloser {
+  void operator()(AVFormatContext* context) const { avformat_close_input(&context); }
+};
+struct CodecContextFreer {
+  void operator()(AVCodecContext* context) const { avcodec_free_context(&context); }
+};
+struct FrameFreer {
+  void operator()(AVFrame* frame) const { av_frame_free(&frame); }
+};
+struct PacketFreer {
+  void operator()(AVPacket* packet) const { av_packet_free(&packet); }
+};
+struct SwsContextFreer {
+  void operator()(SwsContext* context) const { sws_freeContext(context); }
+};
+
+using FormatContext = std::unique_ptr<AVFormatContext, FormatContextCloser>;
+using CodecContext = std::unique_ptr<AVCodecContext, CodecContextFreer>;
+using Frame = std::unique_ptr<AVFrame, FrameFreer>;
+using Packet = std::unique_ptr<AVPacket, PacketFreer>;
+using ScaleContext = std::unique_ptr<SwsContext, SwsContextFreer>;
+
+Frame make_frame();
+Packet make_packet();
+
+// The text FFmpeg gives for an AVERROR code, e.g. "Invalid data found when processing input".
+std::string error_text(int averror);
+
+// FFmpeg logs to stderr by default; dexloop reports failures through exceptions instead, so the
+// library is kept quiet unless DEXLOOP_FFMPEG_LOG is set. Safe to call many times.
+void quiet_logging_once();
+
+}  // namespace dexloop::video::ffmpeg

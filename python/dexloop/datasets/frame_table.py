@@ -1,0 +1,120 @@
+"""The per-frame (non-video) columns of the selected episodes, as contiguous numpy arrays.
+
+Parquet files are read once through pyarrow (memory-mapped) and each declared column becomes one
+array of shape (rows, *feature_shape) in the dtype LeRobot's items carry (floats float32, integers
+int64, bools bool), so a batch is gathered with one fancy-indexing operation per key. Nothing is
+copied into an on-disk cache (LeRobot's Hugging Face datasets path writes an Arrow copy of the data).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from dexloop.errors import DatasetError
+
+from .metadata import read_parquet
+
+
+def item_dtype(dtype: str) -> np.dtype:
+    """The numpy dtype of a numeric feature in an item: LeRobot builds items with torch.tensor() on
+    Python values, so every float becomes float32 and every integer int64."""
+    kind = np.dtype(dtype).kind
+    if kind == "b":
+        return np.dtype(np.bool_)
+    if kind in "iu":
+        return np.dtype(np.int64)
+    if kind == "f":
+        return np.dtype(np.float32)
+    raise DatasetError(f"unsupported feature dtype {dtype!r}")
+
+
+class FrameTable:
+    """Rows of the selected episodes, in file order, with one array (or list) per feature.
+
+    ``numeric[key]``: ndarray (rows, *shape), shape-[1] features as (rows,);
+    ``text[key]``: ndarray of Python str; ``images[key]``: pyarrow struct<bytes, path> column.
+    """
+
+    def __init__(self, features: dict[str, dict], files: Sequence[Path], episodes: Sequence[int] | None):
+        self.columns: list[str] = []  # declared non-video columns, in the files' column order
+        self.numeric: dict[str, np.ndarray] = {}
+        self.text: dict[str, np.ndarray] = {}
+        self.images: dict[str, pa.ChunkedArray] = {}
+        declared = {key: feature for key, feature in features.items() if feature["dtype"] != "video"}
+        tables = [self._read(path, declared, episodes) for path in files]
+        if not tables:
+            raise DatasetError("no data files to load")
+        self.columns = [name for name in tables[0].column_names if name in declared]
+        self.num_rows = sum(table.num_rows for table in tables)
+        for key in self.columns:
+            chunks = [chunk for table in tables for chunk in table.column(key).chunks]
+            column = pa.chunked_array(chunks, type=tables[0].schema.field(key).type) if chunks else None
+            self._convert(key, declared[key], column, files)
+
+    @staticmethod
+    def _read(path: Path, declared: dict[str, dict], episodes: Sequence[int] | None) -> pa.Table:
+        filters = [("episode_index", "in", list(episodes))] if episodes is not None else None
+        table = read_parquet(path, filters=filters)
+        undeclared = [name for name in table.column_names if name not in declared]
+        if undeclared:
+            raise DatasetError(
+                f"{path}: columns {undeclared} are not declared in meta/info.json features "
+                f"(declared non-video features: {list(declared)})"
+            )
+        missing = [name for name in declared if name not in table.column_names]
+        if missing:
+            raise DatasetError(f"{path}: declared features {missing} have no column in this file")
+        for name in table.column_names:
+            if table.column(name).null_count:
+                raise DatasetError(f"{path}: column {name!r} has missing (null) values")
+        return table
+
+    def _convert(self, key: str, feature: dict, column: pa.ChunkedArray | None, files: Sequence[Path]) -> None:
+        dtype = feature["dtype"]
+        shape = tuple(feature["shape"])
+        where = files[0].parent if len(files) > 1 else files[0]
+        if column is None:
+            column = pa.chunked_array([], type=pa.null())
+        if dtype == "image":
+            self.images[key] = column
+            return
+        if dtype in ("string", "language"):
+            self.text[key] = np.asarray(column.to_pylist(), dtype=object)
+            return
+        target = item_dtype(dtype)
+        values = column
+        expected = [n for n in shape]
+        if expected == [1]:
+            expected = []
+        # Peel list levels (fixed-size or variable lists, as different writers produce) down to
+        # scalars, checking every row has the declared length at each level.
+        depth = 0
+        while pa.types.is_list(values.type) or pa.types.is_large_list(values.type) or pa.types.is_fixed_size_list(
+            values.type
+        ):
+            lengths = pc.list_value_length(values).to_numpy(zero_copy_only=False)
+            want = expected[depth] if depth < len(expected) else 1
+            if lengths.size and not np.all(lengths == want):
+                bad = int(np.argmax(lengths != want))
+                raise DatasetError(
+                    f"{where}: column {key!r} row {bad} has {int(lengths[bad])} values at level {depth}, "
+                    f"but the feature's shape is {list(shape)}"
+                )
+            values = pc.list_flatten(values)
+            depth += 1
+        if depth < len(expected):
+            raise DatasetError(f"{where}: column {key!r} holds scalars, but the feature's shape is {list(shape)}")
+        try:
+            flat = values.to_numpy(zero_copy_only=False) if values.num_chunks else np.empty(0)
+        except pa.ArrowException as error:
+            raise DatasetError(f"{where}: column {key!r} is not numeric ({error})") from error
+        if flat.dtype.kind not in "biuf":
+            raise DatasetError(f"{where}: column {key!r} holds {flat.dtype} values, expected numbers")
+        self.numeric[key] = np.ascontiguousarray(flat.astype(target, copy=False)).reshape(
+            (self.num_rows, *expected)
+        )

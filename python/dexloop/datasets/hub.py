@@ -1,0 +1,114 @@
+"""Fetching datasets from the Hugging Face Hub, where LeRobot keeps them.
+
+Local copies live where LeRobot puts them: ``root`` when given, else ``$HF_LEROBOT_HOME/<repo_id>``
+(default ``~/.cache/huggingface/lerobot``), and downloads without ``root`` go to the revision-safe
+snapshot cache ``$HF_LEROBOT_HOME/hub``. Offline, a missing dataset is a DatasetNotFoundError that
+says what is missing and how to fix it, never a hang.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from dexloop.errors import DatasetNotFoundError
+
+from .info import CODEBASE_VERSION, parse_version
+
+
+def lerobot_home() -> Path:
+    """``$HF_LEROBOT_HOME``, defaulting to ``$HF_HOME/lerobot`` as LeRobot does."""
+    hf_home = os.environ.get("HF_HOME") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "huggingface"
+    )
+    return Path(os.environ.get("HF_LEROBOT_HOME", os.path.join(hf_home, "lerobot"))).expanduser()
+
+
+def hub_cache() -> Path:
+    return lerobot_home() / "hub"
+
+
+def is_offline() -> bool:
+    value = os.environ.get("HF_HUB_OFFLINE", "")
+    return value.strip().upper() in {"1", "ON", "YES", "TRUE"}
+
+
+def _not_found(repo_id: str, what: str, reason: str) -> DatasetNotFoundError:
+    return DatasetNotFoundError(
+        f"dataset {repo_id!r}: {what} is not available locally and could not be downloaded from the "
+        f"Hugging Face Hub ({reason}). Pass root= pointing at a complete local copy, or connect and "
+        "unset HF_HUB_OFFLINE."
+    )
+
+
+def resolve_revision(repo_id: str, revision: str | None) -> str:
+    """The Hub revision to download: an explicit one as given; for LeRobot's codebase-version tags
+    (the default ``v3.0``), the newest tag of the same major version not newer than requested."""
+    wanted = revision or CODEBASE_VERSION
+    if not re.fullmatch(r"v\d+(\.\d+)*", wanted):
+        return wanted
+    if is_offline():
+        raise _not_found(repo_id, f"revision {wanted}", "HF_HUB_OFFLINE is set")
+    try:
+        from huggingface_hub import HfApi
+
+        refs = HfApi().list_repo_refs(repo_id, repo_type="dataset")
+    except Exception as error:
+        raise _not_found(repo_id, f"revision {wanted}", f"{type(error).__name__}: {error}") from error
+    target = parse_version(wanted)
+    versions = []
+    for ref in [*refs.branches, *refs.tags]:
+        try:
+            versions.append((parse_version(ref.name), ref.name))
+        except ValueError:
+            continue
+    compatible = [(v, name) for v, name in versions if v[0] == target[0] and v <= target]
+    if not compatible:
+        found = sorted(name for _, name in versions) or "none"
+        raise DatasetNotFoundError(
+            f"dataset {repo_id!r} has no revision compatible with {wanted} on the Hub (version tags: {found})"
+        )
+    return max(compatible)[1]
+
+
+def download(
+    repo_id: str,
+    *,
+    revision: str,
+    local_dir: Path | None,
+    allow_patterns: list[str] | str | None = None,
+    ignore_patterns: list[str] | str | None = None,
+    what: str = "the dataset",
+) -> Path:
+    """Downloads files of a dataset repository; returns the directory holding them."""
+    if is_offline():
+        raise _not_found(repo_id, what, "HF_HUB_OFFLINE is set")
+    try:
+        from huggingface_hub import snapshot_download
+
+        if local_dir is None:
+            return Path(
+                snapshot_download(
+                    repo_id,
+                    repo_type="dataset",
+                    revision=revision,
+                    cache_dir=hub_cache(),
+                    allow_patterns=allow_patterns,
+                    ignore_patterns=ignore_patterns,
+                )
+            )
+        local_dir.mkdir(parents=True, exist_ok=True)
+        snapshot_download(
+            repo_id,
+            repo_type="dataset",
+            revision=revision,
+            local_dir=local_dir,
+            allow_patterns=allow_patterns,
+            ignore_patterns=ignore_patterns,
+        )
+        return local_dir
+    except DatasetNotFoundError:
+        raise
+    except Exception as error:
+        raise _not_found(repo_id, what, f"{type(error).__name__}: {error}") from error

@@ -1,0 +1,399 @@
+"""``LeRobotDataset``: LeRobot's map-style dataset, returning the same items, built batch at a time.
+
+An item is what LeRobot 0.6.1's ``LeRobotDataset.__getitem__`` returns: video frames first (uint8 or
+float32 CHW, ``(T, C, H, W)`` with a delta window of several steps), then every parquet column as a
+tensor (floats float32, integers int64, shape-[1] features 0-d), the ``<key>_is_pad`` masks of
+``delta_timestamps`` keys, and the ``task`` string.
+
+``__getitems__``, which torch's DataLoader calls with a whole batch of indices, does the work once per
+batch: the delta windows in C++ (``EpisodeIndex``), the tabular gather as one numpy indexing operation
+per key, and every video frame of the batch decoded by a C++ thread pool (``DecoderPool``) with the GIL
+released. ``__getitem__`` is the same path with a batch of one.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from dexloop import _core
+from dexloop.errors import DatasetError, DatasetIndexError
+
+from . import hub
+from .frame_table import FrameTable
+from .info import frame_size
+from .metadata import LeRobotDatasetMetadata
+
+
+def default_decode_threads() -> int:
+    """One decoding thread per usable core, shared out among DataLoader workers when inside one."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count() or 1
+    worker = torch.utils.data.get_worker_info()
+    if worker is not None:
+        return max(1, cores // max(1, worker.num_workers))
+    return max(1, cores)
+
+
+class _VideoKey:
+    """Where one camera's frames are: per loaded episode, the file (index into the dataset's list of
+    video files) and the time of the episode's first frame inside that file."""
+
+    def __init__(self, key: str, height: int, width: int, file_of_episode: np.ndarray, from_timestamp: np.ndarray):
+        self.key = key
+        self.height = height
+        self.width = width
+        self.file_of_episode = file_of_episode
+        self.from_timestamp = from_timestamp
+
+
+class LeRobotDataset(torch.utils.data.Dataset):
+    """A LeRobot dataset (codebase_version v3.0, or v2.1) read with dexloop's native core.
+
+    Arguments are LeRobot's reading arguments, with the same meaning. ``video_backend`` is accepted
+    for compatibility and ignored: frames always come from dexloop's FFmpeg decoder, whose RGB output
+    is byte-identical to torchcodec's. dexloop adds ``decode_threads`` (threads decoding a batch's
+    frames; default: one per core, divided among DataLoader workers).
+    """
+
+    def __init__(
+        self,
+        repo_id: str,
+        root: str | Path | None = None,
+        episodes: Sequence[int] | None = None,
+        episode_filter: Callable[[dict], bool] | None = None,
+        image_transforms: Callable | None = None,
+        delta_timestamps: dict[str, Sequence[float]] | None = None,
+        tolerance_s: float = 1e-4,
+        revision: str | None = None,
+        force_cache_sync: bool = False,
+        download_videos: bool = True,
+        video_backend: str | None = None,
+        return_uint8: bool = False,
+        *,
+        decode_threads: int | None = None,
+    ):
+        super().__init__()
+        if image_transforms is not None and not callable(image_transforms):
+            raise TypeError("image_transforms must be callable or None")
+        if not (isinstance(tolerance_s, (int, float)) and tolerance_s >= 0):
+            raise ValueError(f"tolerance_s must be a non-negative number, got {tolerance_s!r}")
+        if decode_threads is not None and decode_threads < 1:
+            raise ValueError(f"decode_threads must be >= 1, got {decode_threads}")
+        self.repo_id = repo_id
+        self.image_transforms = image_transforms
+        self.delta_timestamps = {k: list(v) for k, v in delta_timestamps.items()} if delta_timestamps else None
+        self.tolerance_s = float(tolerance_s)
+        self.video_backend = video_backend
+        self.return_uint8 = return_uint8
+        self.download_videos = download_videos
+        self.decode_threads = decode_threads
+
+        self.meta = LeRobotDatasetMetadata(repo_id, root, revision, force_cache_sync)
+        self.root = self.meta.root
+        self.revision = self.meta.revision
+        if self.meta.depth_keys:
+            raise DatasetError(
+                f"{self.root}: depth video features {self.meta.depth_keys} are not supported by this dexloop version"
+            )
+        self.episodes = self._select_episodes(episodes, episode_filter)
+        self.delta_indices = self._resolve_delta_indices()
+        self._ensure_files_present()
+        self._load_frames()
+        self._pool: Any = None
+        self._pool_pid = -1
+
+    # -- construction --------------------------------------------------------------------------
+
+    def _select_episodes(
+        self, episodes: Sequence[int] | None, episode_filter: Callable[[dict], bool] | None
+    ) -> list[int] | None:
+        total = len(self.meta.episodes) if self.meta.episodes is not None else 0
+        if total == 0:
+            raise DatasetError(f"{self.root}: the dataset has no episodes")
+        selected = None
+        if episodes is not None:
+            selected = [int(e) for e in episodes]
+            outside = sorted({e for e in selected if not 0 <= e < total})
+            if outside:
+                raise DatasetIndexError(
+                    f"{self.root}: episodes {outside} are not in this dataset of {total} episodes (0..{total - 1})"
+                )
+        if episode_filter is not None:
+            candidates = selected if selected is not None else range(total)
+            selected = sorted({e for e in candidates if episode_filter(self.meta.episodes[e])})
+            if not selected:
+                raise ValueError("the episode filter matched no episode")
+        return selected
+
+    def _resolve_delta_indices(self) -> dict[str, np.ndarray] | None:
+        if self.delta_timestamps is None:
+            return None
+        unknown = [key for key in self.delta_timestamps if key not in self.meta.features]
+        if unknown:
+            raise ValueError(f"delta_timestamps keys {unknown} are not features of {self.repo_id}")
+        resolved = {}
+        for key, deltas in self.delta_timestamps.items():
+            if len(deltas) == 0:
+                raise ValueError(f"delta_timestamps[{key!r}] is empty")
+            try:
+                offsets = _core.dataset.delta_indices([float(d) for d in deltas], self.meta.fps, self.tolerance_s)
+            except ValueError as error:
+                raise ValueError(f"delta_timestamps[{key!r}]: {error}") from error
+            resolved[key] = np.asarray(offsets, dtype=np.int64)
+        return resolved
+
+    @property
+    def _loaded_episodes(self) -> list[int]:
+        """Episodes whose rows are loaded, in row order."""
+        if self.episodes is None:
+            return list(range(len(self.meta.episodes)))
+        return sorted(set(self.episodes))
+
+    def _ensure_files_present(self) -> None:
+        """Downloads the data (and video) files of the selected episodes that are not on disk."""
+        needed = {str(self.meta.get_data_file_path(e)) for e in self._loaded_episodes}
+        if self.download_videos:
+            needed |= {
+                str(self.meta.get_video_file_path(e, key)) for e in self._loaded_episodes for key in self.meta.video_keys
+            }
+        missing = sorted(path for path in needed if not (self.root / path).is_file())
+        if not missing:
+            return
+        self.revision = hub.resolve_revision(self.repo_id, self.revision)
+        hub.download(
+            self.repo_id,
+            revision=self.revision,
+            local_dir=self.root,
+            allow_patterns=missing,
+            what=f"{len(missing)} files under {self.root} (first: {missing[0]})",
+        )
+        still_missing = [path for path in missing if not (self.root / path).is_file()]
+        if still_missing:
+            raise DatasetError(f"{self.root}: files {still_missing[:5]} are missing after download")
+
+    def _load_frames(self) -> None:
+        meta = self.meta
+        loaded = self._loaded_episodes
+        data_files = sorted({self.root / meta.get_data_file_path(e) for e in loaded}, key=str)
+        self._table = FrameTable(meta.features, data_files, self.episodes)
+        table = self._table
+
+        from_index = meta.episodes.column("dataset_from_index")[loaded].astype(np.int64)
+        to_index = meta.episodes.column("dataset_to_index")[loaded].astype(np.int64)
+        lengths = to_index - from_index
+        first_row = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+        if int(lengths.sum()) != table.num_rows:
+            raise DatasetError(
+                f"{self.root}: episode metadata gives {int(lengths.sum())} frames for the selected episodes "
+                f"but the data files hold {table.num_rows} rows"
+            )
+        # Rows must be the episodes' frames in order: `index` runs over each episode's global range.
+        expected_index = np.concatenate([np.arange(a, b) for a, b in zip(from_index, to_index)])
+        for key, expected in (
+            ("index", expected_index),
+            ("episode_index", np.repeat(np.asarray(loaded, dtype=np.int64), lengths)),
+        ):
+            actual = table.numeric.get(key)
+            if actual is None or not np.array_equal(actual, expected):
+                row = int(np.argmax(actual != expected)) if actual is not None else 0
+                raise DatasetError(
+                    f"{self.root}: data row {row} has {key} "
+                    f"{None if actual is None else int(actual[row])}, but the episode metadata expects "
+                    f"{int(expected[row])} (data files out of order or inconsistent with meta/episodes)"
+                )
+        self._index = _core.dataset.EpisodeIndex(from_index, to_index, first_row)
+        self._timestamps = table.numeric["timestamp"]
+        self._task_index = table.numeric["task_index"]
+        self._tasks = list(meta.tasks.index) if meta.tasks is not None else []
+        if self._task_index.size and (self._task_index.min() < 0 or self._task_index.max() >= len(self._tasks)):
+            raise DatasetError(
+                f"{self.root}: task_index values reach {int(self._task_index.max())} but meta has "
+                f"{len(self._tasks)} tasks"
+            )
+
+        self._video_files: list[str] = []
+        file_ids: dict[str, int] = {}
+        self._videos: list[_VideoKey] = []
+        for key in meta.video_keys:
+            files = np.empty(len(loaded), dtype=np.int32)
+            for ordinal, episode in enumerate(loaded):
+                path = str(self.root / meta.get_video_file_path(episode, key))
+                files[ordinal] = file_ids.setdefault(path, len(file_ids))
+            from_timestamp = meta.episodes.column(f"videos/{key}/from_timestamp")[loaded].astype(np.float64)
+            height, width = frame_size(meta.features[key])
+            self._videos.append(_VideoKey(key, height, width, files, from_timestamp))
+        self._video_files = list(file_ids)
+        self._keys_in_order = [video.key for video in self._videos] + table.columns
+
+    # -- torch Dataset protocol ----------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return self._table.num_rows
+
+    @property
+    def num_frames(self) -> int:
+        return len(self)
+
+    @property
+    def num_episodes(self) -> int:
+        return len(self.episodes) if self.episodes is not None else self.meta.total_episodes
+
+    @property
+    def fps(self) -> int:
+        return self.meta.fps
+
+    @property
+    def features(self) -> dict[str, dict]:
+        return self.meta.features
+
+    def __getitem__(self, idx: int | slice) -> dict | list[dict]:
+        if isinstance(idx, slice):
+            return self.__getitems__(list(range(*idx.indices(len(self)))))
+        return self.__getitems__([idx])[0]
+
+    def __getitems__(self, indices: Sequence[int]) -> list[dict]:
+        """The items at ``indices``, built together (torch's DataLoader calls this with a batch)."""
+        rows = self._rows(indices)
+        batch = self._gather(rows)
+        count = len(rows)
+        per_key = {key: value.unbind(0) if isinstance(value, torch.Tensor) else value for key, value in batch.items()}
+        items = [{key: values[n] for key, values in per_key.items()} for n in range(count)]
+        if self.image_transforms is not None:
+            for item in items:
+                for key in self.meta.camera_keys:
+                    item[key] = self.image_transforms(item[key])
+        return items
+
+    def _rows(self, indices: Sequence[int]) -> np.ndarray:
+        try:
+            rows = np.asarray([int(i) for i in indices], dtype=np.int64)
+        except (TypeError, ValueError) as error:
+            raise TypeError(f"dataset indices must be integers, got {indices!r}") from error
+        size = len(self)
+        bad = (rows < -size) | (rows >= size)
+        if bad.any():
+            raise DatasetIndexError(
+                f"index {int(rows[np.argmax(bad)])} is out of range for {self.repo_id} ({size} frames)"
+            )
+        return np.where(rows < 0, rows + size, rows)
+
+    def _gather(self, rows: np.ndarray) -> dict[str, Any]:
+        table = self._table
+        deltas = self.delta_indices or {}
+        windows = {key: self._index.window(rows, offsets) for key, offsets in deltas.items()}
+        ordinals = self._index.episodes_of(rows)
+
+        out: dict[str, Any] = dict.fromkeys(self._keys_in_order)
+        out.update(self._decode_videos(rows, ordinals, windows))
+        for key in table.columns:
+            source = windows[key][0] if key in windows else rows
+            if key in table.numeric:
+                out[key] = torch.from_numpy(table.numeric[key][source])
+            elif key in table.text:
+                out[key] = table.text[key][source].tolist()
+            else:
+                out[key] = self._decode_images(key, source)
+        for key, (_, is_pad) in windows.items():
+            out[f"{key}_is_pad"] = torch.from_numpy(is_pad)
+        out["task"] = [self._tasks[t] for t in self._task_index[rows]]
+        return out
+
+    def _decoder_pool(self) -> Any:
+        # One pool per process: a DataLoader worker (fork or spawn) makes its own on first use.
+        if self._pool is None or self._pool_pid != os.getpid():
+            threads = self.decode_threads or default_decode_threads()
+            self._pool = _core.video.DecoderPool(threads)
+            self._pool_pid = os.getpid()
+        return self._pool
+
+    def _decode_videos(self, rows: np.ndarray, ordinals: np.ndarray, windows: dict) -> dict[str, torch.Tensor]:
+        if not self._videos:
+            return {}
+        count = len(rows)
+        frames, file_index, timestamps, target, slot = {}, [], [], [], []
+        for number, video in enumerate(self._videos):
+            # Query times are the parquet timestamps of the (clamped) rows, shifted by where the
+            # episode starts in its file (LeRobot's rule; padded slots reuse the boundary frame).
+            source = windows[video.key][0] if video.key in windows else rows[:, None]
+            steps = source.shape[1]
+            times = self._timestamps[source].astype(np.float64) + video.from_timestamp[ordinals][:, None]
+            output = torch.empty((count, steps, 3, video.height, video.width), dtype=torch.uint8)
+            frames[video.key] = output
+            file_index.append(np.repeat(video.file_of_episode[ordinals], steps))
+            timestamps.append(times.reshape(-1))
+            target.append(np.full(count * steps, number, dtype=np.int32))
+            slot.append(np.arange(count * steps, dtype=np.int64))
+        self._decoder_pool().decode(
+            self._video_files,
+            np.concatenate(file_index).astype(np.int32),
+            np.concatenate(timestamps),
+            np.concatenate(target),
+            np.concatenate(slot),
+            list(frames.values()),
+            self.tolerance_s,
+        )
+        result = {}
+        for key, output in frames.items():
+            # LeRobot squeezes the window axis of a one-step window: (C, H, W), not (1, C, H, W).
+            output = output.squeeze(1) if output.shape[1] == 1 else output
+            result[key] = output if self.return_uint8 else output.to(torch.float32).div_(255)
+        return result
+
+    def _decode_images(self, key: str, source: np.ndarray) -> torch.Tensor:
+        """Image-dtype features (PNG bytes in parquet): float32 CHW in [0, 1], as LeRobot returns."""
+        try:
+            from io import BytesIO
+
+            from PIL import Image
+        except ImportError as error:
+            raise DatasetError(f"feature {key!r} stores images: install Pillow to read them") from error
+        column = self._table.images[key]
+        flat = source.reshape(-1)
+        decoded = []
+        for row in flat:
+            cell = column[int(row)].as_py()
+            data = cell.get("bytes") if isinstance(cell, dict) else None
+            if data is None and isinstance(cell, dict) and cell.get("path"):
+                data = (self.root / cell["path"]).read_bytes()
+            if data is None:
+                raise DatasetError(f"{self.root}: image {key!r} of row {int(row)} has neither bytes nor path")
+            with Image.open(BytesIO(data)) as image:
+                array = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+            decoded.append(torch.from_numpy(array).permute(2, 0, 1))
+        stacked = torch.stack(decoded).reshape(*source.shape, *decoded[0].shape)
+        return stacked
+
+    # -- pickling (DataLoader workers started with spawn) --------------------------------------
+
+    def __getstate__(self) -> dict:
+        return {
+            "repo_id": self.repo_id,
+            "root": str(self.root),
+            "episodes": self.episodes,
+            "image_transforms": self.image_transforms,
+            "delta_timestamps": self.delta_timestamps,
+            "tolerance_s": self.tolerance_s,
+            "revision": self.revision,
+            "download_videos": self.download_videos,
+            "video_backend": self.video_backend,
+            "return_uint8": self.return_uint8,
+            "decode_threads": self.decode_threads,
+        }
+
+    def __setstate__(self, state: dict) -> None:
+        # Reopening the files is cheaper and safer than shipping arrays and open decoders.
+        self.__init__(**state)
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(repo_id={self.repo_id!r}, root='{self.root}', "
+            f"episodes={self.num_episodes}, frames={self.num_frames}, features={list(self.features)})"
+        )

@@ -1,0 +1,404 @@
+"""``LeRobotDatasetMetadata``: a dataset's info, tasks, episodes and stats, read from ``meta/``.
+
+v3.0 keeps episodes in ``meta/episodes/chunk-*/file-*.parquet`` and tasks in ``meta/tasks.parquet``;
+v2.1 keeps them in ``meta/episodes.jsonl`` and ``meta/tasks.jsonl`` with one data and one video file
+per episode. Both are presented the v3.0 way (the episodes table has v3.0's columns, v2.1 videos start
+at from_timestamp 0), so the rest of dexloop reads either through the same code.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from dexloop.errors import DatasetError, DatasetIndexError
+
+from . import hub
+from .info import (
+    CODEBASE_VERSION,
+    EPISODES_DIR,
+    STATS_PATH,
+    TASKS_PATH,
+    DatasetInfo,
+    load_info,
+)
+from .stats import Stats, aggregate_stats, load_stats, stats_from_json
+
+V21_EPISODES_PATH = "meta/episodes.jsonl"
+V21_EPISODES_STATS_PATH = "meta/episodes_stats.jsonl"
+V21_TASKS_PATH = "meta/tasks.jsonl"
+
+
+class EpisodeTable:
+    """One row per episode (``stats/*`` columns left out), indexed like the Hugging Face dataset
+    LeRobot returns: ``table[i]`` is episode i's row as a dict, ``table["length"]`` a column as a list.
+    """
+
+    def __init__(self, table: pa.Table):
+        self._table = table
+
+    @property
+    def arrow(self) -> pa.Table:
+        return self._table
+
+    @property
+    def column_names(self) -> list[str]:
+        return self._table.column_names
+
+    def __len__(self) -> int:
+        return self._table.num_rows
+
+    def __getitem__(self, key: int | str) -> Any:
+        if isinstance(key, str):
+            if key not in self._table.column_names:
+                raise KeyError(f"episodes have no column {key!r}; columns: {self._table.column_names}")
+            return self._table.column(key).to_pylist()
+        index = int(key)
+        if not -len(self) <= index < len(self):
+            raise DatasetIndexError(f"episode {key} is out of range for {len(self)} episodes")
+        return self._table.slice(index % len(self), 1).to_pylist()[0]
+
+    def __iter__(self) -> Iterator[dict]:
+        return iter(self._table.to_pylist())
+
+    def column(self, name: str) -> np.ndarray:
+        """A column as a numpy array (for numeric columns), without Python objects per row."""
+        return self._table.column(name).to_numpy()
+
+    def to_pandas(self) -> pd.DataFrame:
+        return self._table.to_pandas()
+
+    def __repr__(self) -> str:
+        return f"EpisodeTable(episodes={len(self)}, columns={self._table.column_names})"
+
+
+class LeRobotDatasetMetadata:
+    """Metadata of a LeRobot dataset, with LeRobot's attribute names.
+
+    ``root`` is the dataset directory when given; otherwise ``$HF_LEROBOT_HOME/<repo_id>`` is used if
+    it holds the dataset, else ``meta/`` is downloaded from the Hub into the snapshot cache.
+    """
+
+    def __init__(
+        self,
+        repo_id: str,
+        root: str | Path | None = None,
+        revision: str | None = None,
+        force_cache_sync: bool = False,
+    ):
+        self.repo_id = repo_id
+        self.revision = revision or CODEBASE_VERSION
+        self._requested_root = Path(root) if root is not None else None
+        self.root = self._requested_root if self._requested_root is not None else hub.lerobot_home() / repo_id
+        try:
+            if force_cache_sync:
+                raise FileNotFoundError
+            self._load()
+        except FileNotFoundError as missing:
+            self.revision = hub.resolve_revision(repo_id, self.revision)
+            what = f"metadata ({missing.filename or 'meta/'})"
+            self.root = hub.download(
+                repo_id,
+                revision=self.revision,
+                local_dir=self._requested_root,
+                allow_patterns="meta/",
+                what=what,
+            )
+            self._load()
+
+    # -- loading -------------------------------------------------------------------------------
+
+    def _load(self) -> None:
+        self.info: DatasetInfo = load_info(self.root)
+        if self.is_v21:
+            self.tasks = _load_v21_tasks(self.root / V21_TASKS_PATH)
+            self.episodes = EpisodeTable(_load_v21_episodes(self.root, self.info))
+            self.stats = load_stats(self.root / STATS_PATH) or _load_v21_stats(self.root)
+        else:
+            self.tasks = _load_tasks(self.root / TASKS_PATH) if self.info.total_tasks > 0 else None
+            self.episodes = EpisodeTable(_load_episodes(self.root, self.info)) if self.info.total_episodes > 0 else None
+            self.stats = load_stats(self.root / STATS_PATH)
+
+    @property
+    def is_v21(self) -> bool:
+        """True for the one-file-per-episode layout of LeRobot <= 0.3 (codebase_version v2.1)."""
+        return self.info.version[0] == 2
+
+    # -- LeRobot's metadata attributes ---------------------------------------------------------
+
+    @property
+    def data_path(self) -> str:
+        return self.info.data_path
+
+    @property
+    def video_path(self) -> str | None:
+        return self.info.video_path
+
+    @property
+    def robot_type(self) -> str | None:
+        return self.info.robot_type
+
+    @property
+    def fps(self) -> int:
+        return self.info.fps
+
+    @property
+    def features(self) -> dict[str, dict]:
+        return self.info.features
+
+    @property
+    def image_keys(self) -> list[str]:
+        return [key for key, feature in self.features.items() if feature["dtype"] == "image"]
+
+    @property
+    def video_keys(self) -> list[str]:
+        return [key for key, feature in self.features.items() if feature["dtype"] == "video"]
+
+    @property
+    def camera_keys(self) -> list[str]:
+        return [key for key, feature in self.features.items() if feature["dtype"] in ("video", "image")]
+
+    @property
+    def depth_keys(self) -> list[str]:
+        def is_depth(feature: dict) -> bool:
+            info = feature.get("info") or {}
+            video_info = feature.get("video_info") or {}
+            return bool(
+                info.get("is_depth_map") or info.get("video.is_depth_map") or video_info.get("video.is_depth_map")
+            )
+
+        return [key for key, feature in self.features.items() if is_depth(feature)]
+
+    @property
+    def names(self) -> dict[str, list | dict | None]:
+        return {key: feature.get("names") for key, feature in self.features.items()}
+
+    @property
+    def shapes(self) -> dict[str, tuple]:
+        return {key: tuple(feature["shape"]) for key, feature in self.features.items()}
+
+    @property
+    def total_episodes(self) -> int:
+        return self.info.total_episodes
+
+    @property
+    def total_frames(self) -> int:
+        return self.info.total_frames
+
+    @property
+    def total_tasks(self) -> int:
+        return self.info.total_tasks
+
+    @property
+    def chunks_size(self) -> int:
+        return self.info.chunks_size
+
+    @property
+    def data_files_size_in_mb(self) -> int:
+        return self.info.data_files_size_in_mb
+
+    @property
+    def video_files_size_in_mb(self) -> int:
+        return self.info.video_files_size_in_mb
+
+    @property
+    def url_root(self) -> str:
+        return f"hf://datasets/{self.repo_id}"
+
+    def get_task_index(self, task: str) -> int | None:
+        """The task_index of a task string, or None when the dataset has no such task."""
+        if self.tasks is None or task not in self.tasks.index:
+            return None
+        return int(self.tasks.loc[task].task_index)
+
+    def _episode_row(self, ep_index: int) -> dict:
+        if self.episodes is None or not 0 <= ep_index < len(self.episodes):
+            count = len(self.episodes) if self.episodes is not None else 0
+            raise DatasetIndexError(f"episode index {ep_index} is out of range for {count} episodes")
+        return self.episodes[ep_index]
+
+    def get_data_file_path(self, ep_index: int) -> Path:
+        """Path, relative to root, of the parquet file holding episode ``ep_index``."""
+        row = self._episode_row(ep_index)
+        if self.is_v21:
+            return Path(self.data_path.format(episode_chunk=row["data/chunk_index"], episode_index=ep_index))
+        return Path(self.data_path.format(chunk_index=row["data/chunk_index"], file_index=row["data/file_index"]))
+
+    def get_video_file_path(self, ep_index: int, vid_key: str) -> Path:
+        """Path, relative to root, of the mp4 holding camera ``vid_key`` of episode ``ep_index``."""
+        if vid_key not in self.video_keys:
+            raise KeyError(f"{vid_key!r} is not a video feature; video features: {self.video_keys}")
+        row = self._episode_row(ep_index)
+        if self.video_path is None:
+            raise DatasetError(f"{self.root / 'meta/info.json'}: video_path is null but {vid_key!r} is a video")
+        if self.is_v21:
+            return Path(
+                self.video_path.format(
+                    episode_chunk=row[f"videos/{vid_key}/chunk_index"], video_key=vid_key, episode_index=ep_index
+                )
+            )
+        return Path(
+            self.video_path.format(
+                video_key=vid_key,
+                chunk_index=row[f"videos/{vid_key}/chunk_index"],
+                file_index=row[f"videos/{vid_key}/file_index"],
+            )
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(repo_id={self.repo_id!r}, root='{self.root}', "
+            f"codebase_version={self.info.codebase_version!r}, total_episodes={self.total_episodes}, "
+            f"total_frames={self.total_frames}, features={list(self.features)})"
+        )
+
+
+# -- v3.0 -----------------------------------------------------------------------------------------
+
+
+def read_parquet(path: Path, **kwargs: Any) -> pa.Table:
+    """pyarrow's reader, memory-mapped, with failures turned into errors naming the file."""
+    try:
+        return pq.read_table(path, memory_map=True, **kwargs)
+    except FileNotFoundError:
+        raise
+    except (pa.ArrowException, OSError) as error:
+        raise DatasetError(f"{path}: not a readable parquet file ({error})") from error
+
+
+def _load_tasks(path: Path) -> pd.DataFrame:
+    table = read_parquet(path)
+    frame = table.to_pandas()
+    if "task" in frame.columns:
+        # Written without pandas' index metadata: LeRobot would then return row numbers as task
+        # strings; the column is what the writer meant.
+        frame = frame.set_index("task")
+    frame.index.name = "task"
+    if "task_index" not in frame.columns:
+        raise DatasetError(f"{path}: expected a 'task_index' column, found {list(frame.columns)}")
+    if not np.array_equal(frame["task_index"].to_numpy(), np.arange(len(frame))):
+        raise DatasetError(f"{path}: rows must be sorted by task_index 0..{len(frame) - 1}")
+    return frame
+
+
+def _load_episodes(root: Path, info: DatasetInfo) -> pa.Table:
+    paths = sorted((root / EPISODES_DIR).glob("*/*.parquet"), key=str)
+    if not paths:
+        raise FileNotFoundError(2, "no episode metadata files", str(root / EPISODES_DIR))
+    tables = []
+    for path in paths:
+        table = read_parquet(path)
+        tables.append(table.select([name for name in table.column_names if not name.startswith("stats/")]))
+    try:
+        table = pa.concat_tables(tables, promote_options="default")
+    except pa.ArrowException as error:
+        raise DatasetError(f"{root / EPISODES_DIR}: episode files have incompatible columns ({error})") from error
+    required = ["episode_index", "dataset_from_index", "dataset_to_index"]
+    for key in (k for k, f in info.features.items() if f["dtype"] == "video"):
+        required += [f"videos/{key}/chunk_index", f"videos/{key}/file_index", f"videos/{key}/from_timestamp"]
+    _require_columns(table, required, root / EPISODES_DIR)
+    _check_episode_order(table, root / EPISODES_DIR)
+    return table
+
+
+def _require_columns(table: pa.Table, required: list[str], where: Path) -> None:
+    missing = [name for name in required if name not in table.column_names]
+    if missing:
+        raise DatasetError(f"{where}: episode metadata lacks the columns {missing}")
+
+
+def _check_episode_order(table: pa.Table, where: Path) -> None:
+    episode_index = table.column("episode_index").to_numpy()
+    if not np.array_equal(episode_index, np.arange(len(episode_index))):
+        raise DatasetError(f"{where}: episode_index must run 0..{len(episode_index) - 1} in row order")
+    from_index = table.column("dataset_from_index").to_numpy()
+    to_index = table.column("dataset_to_index").to_numpy()
+    if np.any(to_index <= from_index):
+        bad = int(np.argmax(to_index <= from_index))
+        raise DatasetError(f"{where}: episode {bad} has no frames (dataset_from_index >= dataset_to_index)")
+
+
+# -- v2.1 -----------------------------------------------------------------------------------------
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    if not path.exists():
+        raise FileNotFoundError(2, "missing metadata file", str(path))
+    rows = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise DatasetError(f"{path}:{number}: not valid JSON ({error})") from error
+        if not isinstance(row, dict):
+            raise DatasetError(f"{path}:{number}: expected a JSON object")
+        rows.append(row)
+    return rows
+
+
+def _load_v21_tasks(path: Path) -> pd.DataFrame:
+    rows = sorted(_read_jsonl(path), key=lambda row: row.get("task_index", -1))
+    try:
+        indices = [int(row["task_index"]) for row in rows]
+        tasks = [str(row["task"]) for row in rows]
+    except (KeyError, TypeError, ValueError) as error:
+        raise DatasetError(f"{path}: each line needs 'task_index' and 'task' ({error})") from error
+    if indices != list(range(len(rows))):
+        raise DatasetError(f"{path}: task_index must run 0..{len(rows) - 1}")
+    return pd.DataFrame({"task_index": indices}, index=pd.Index(tasks, name="task"))
+
+
+def _load_v21_episodes(root: Path, info: DatasetInfo) -> pa.Table:
+    """v2.1's episodes.jsonl as the v3.0 episodes table: global frame ranges accumulate lengths in
+    episode order, and each episode's video is its own file starting at time 0."""
+    path = root / V21_EPISODES_PATH
+    rows = sorted(_read_jsonl(path), key=lambda row: row.get("episode_index", -1))
+    try:
+        episode_index = [int(row["episode_index"]) for row in rows]
+        lengths = [int(row["length"]) for row in rows]
+    except (KeyError, TypeError, ValueError) as error:
+        raise DatasetError(f"{path}: each line needs 'episode_index' and 'length' ({error})") from error
+    if episode_index != list(range(len(rows))):
+        raise DatasetError(f"{path}: episode_index must run 0..{len(rows) - 1}")
+    ends = np.cumsum(lengths, dtype=np.int64)
+    starts = ends - np.asarray(lengths, dtype=np.int64)
+    chunks = np.asarray(episode_index, dtype=np.int64) // info.chunks_size
+    columns: dict[str, Any] = {
+        "episode_index": pa.array(episode_index, pa.int64()),
+        "tasks": pa.array([list(row.get("tasks", [])) for row in rows], pa.list_(pa.string())),
+        "length": pa.array(lengths, pa.int64()),
+        "data/chunk_index": pa.array(chunks),
+        "data/file_index": pa.array(episode_index, pa.int64()),
+        "dataset_from_index": pa.array(starts),
+        "dataset_to_index": pa.array(ends),
+    }
+    durations = np.asarray(lengths, dtype=np.float64) / info.fps
+    for key in (k for k, f in info.features.items() if f["dtype"] == "video"):
+        columns[f"videos/{key}/chunk_index"] = pa.array(chunks)
+        columns[f"videos/{key}/file_index"] = pa.array(episode_index, pa.int64())
+        columns[f"videos/{key}/from_timestamp"] = pa.array(np.zeros(len(rows)))
+        columns[f"videos/{key}/to_timestamp"] = pa.array(durations)
+    table = pa.table(columns)
+    _check_episode_order(table, path)
+    return table
+
+
+def _load_v21_stats(root: Path) -> Stats | None:
+    path = root / V21_EPISODES_STATS_PATH
+    if not path.exists():
+        return None
+    per_episode = []
+    for row in _read_jsonl(path):
+        if not isinstance(row.get("stats"), dict):
+            raise DatasetError(f"{path}: episode {row.get('episode_index')} has no 'stats' object")
+        per_episode.append(stats_from_json(row["stats"], path))
+    return aggregate_stats(per_episode) if per_episode else None
