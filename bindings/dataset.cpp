@@ -66,9 +66,10 @@ nb::tuple window(const EpisodeIndex& index, Int64Vector rows, Int64Vector deltas
 }  // namespace
 
 void register_dataset(nb::module_& module) {
-  nb::class_<EpisodeIndex>(module, "EpisodeIndex",
-                           "Episodes of a loaded table: global frame range [from_index, to_index) and "
-                           "first table row of each, in table order.")
+  nb::class_<EpisodeIndex>(
+      module, "EpisodeIndex",
+      "Episodes of a loaded table: global frame range [from_index, to_index) and "
+      "first table row of each, in table order.")
       .def(nb::new_(&make_index), "from_index"_a, "to_index"_a, "first_row"_a)
       .def_prop_ro("num_rows", &EpisodeIndex::num_rows)
       .def_prop_ro("num_episodes", &EpisodeIndex::num_episodes)
@@ -84,7 +85,7 @@ void register_dataset(nb::module_& module) {
         return dataset::delta_indices(deltas_s, fps, tolerance_s);
       },
       "deltas_s"_a, "fps"_a, "tolerance_s"_a,
-             "LeRobot's delta_timestamps check and conversion to frame offsets (round half to even).");
+      "LeRobot's delta_timestamps check and conversion to frame offsets (round half to even).");
 }
 
 }  // namespace dexloop::bindings

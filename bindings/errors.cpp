@@ -1,5 +1,6 @@
-// Maps dexloop's C++ exceptions to the classes of the same name in the Python module dexloop.errors,
-// which defines them (so FrameTimestampError can also be a ValueError, as in LeRobot).
+// Maps dexloop's C++ exceptions to the classes of the same name in the Python module
+// dexloop.errors, which defines them (so FrameTimestampError can also be a ValueError, as in
+// LeRobot).
 #include <Python.h>
 
 #include "bindings.hpp"

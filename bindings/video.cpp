@@ -31,7 +31,8 @@ using Int32Vector = nb::ndarray<const int32_t, nb::ndim<1>, nb::c_contig, nb::de
 using Int64Vector = nb::ndarray<const int64_t, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
 using FrameArray = nb::ndarray<uint8_t, nb::c_contig, nb::device::cpu>;
 
-// Frame geometry of an output array holding frames (..., 3, H, W) or, channels last, (..., H, W, 3).
+// Frame geometry of an output array holding frames (..., 3, H, W) or, channels last, (..., H, W,
+// 3).
 struct FrameGeometry {
   int32_t height = 0;
   int32_t width = 0;
@@ -42,7 +43,8 @@ struct FrameGeometry {
 FrameGeometry frame_geometry(const FrameArray& array, bool channels_last, const char* what) {
   const size_t ndim = array.ndim();
   if (ndim < 3) {
-    throw nb::value_error((std::string(what) + " must have at least 3 dimensions (..., 3, H, W)").c_str());
+    throw nb::value_error(
+        (std::string(what) + " must have at least 3 dimensions (..., 3, H, W)").c_str());
   }
   const size_t channel_axis = channels_last ? ndim - 1 : ndim - 3;
   if (array.shape(channel_axis) != 3) {
@@ -52,10 +54,13 @@ FrameGeometry frame_geometry(const FrameArray& array, bool channels_last, const 
                               .c_str());
   }
   FrameGeometry geometry;
-  geometry.height = static_cast<int32_t>(channels_last ? array.shape(ndim - 3) : array.shape(ndim - 2));
-  geometry.width = static_cast<int32_t>(channels_last ? array.shape(ndim - 2) : array.shape(ndim - 1));
+  geometry.height =
+      static_cast<int32_t>(channels_last ? array.shape(ndim - 3) : array.shape(ndim - 2));
+  geometry.width =
+      static_cast<int32_t>(channels_last ? array.shape(ndim - 2) : array.shape(ndim - 1));
   geometry.frame_bytes = int64_t{3} * geometry.height * geometry.width;
-  geometry.frames = geometry.frame_bytes > 0 ? static_cast<int64_t>(array.size()) / geometry.frame_bytes : 0;
+  geometry.frames =
+      geometry.frame_bytes > 0 ? static_cast<int64_t>(array.size()) / geometry.frame_bytes : 0;
   return geometry;
 }
 
@@ -69,8 +74,8 @@ void decoder_decode_into(VideoDecoder& decoder, Timestamps timestamps, FrameArra
   const StreamInfo& info = decoder.info();
   if (geometry.height != info.height || geometry.width != info.width) {
     throw nb::value_error(("out holds " + std::to_string(geometry.height) + "x" +
-                           std::to_string(geometry.width) + " frames but " + decoder.path() + " has " +
-                           std::to_string(info.height) + "x" + std::to_string(info.width))
+                           std::to_string(geometry.width) + " frames but " + decoder.path() +
+                           " has " + std::to_string(info.height) + "x" + std::to_string(info.width))
                               .c_str());
   }
   if (geometry.frames != static_cast<int64_t>(timestamps.shape(0))) {
@@ -113,28 +118,29 @@ void pool_decode(DecoderPool& pool, const std::vector<std::string>& files, Int32
   std::vector<FrameGeometry> geometry;
   geometry.reserve(outputs.size());
   for (size_t i = 0; i < outputs.size(); ++i) {
-    geometry.push_back(frame_geometry(outputs[i], channels_last,
-                                      ("outputs[" + std::to_string(i) + "]").c_str()));
+    geometry.push_back(
+        frame_geometry(outputs[i], channels_last, ("outputs[" + std::to_string(i) + "]").c_str()));
   }
   std::vector<FrameRequest> requests(count);
   for (size_t n = 0; n < count; ++n) {
     const int32_t array = target.data()[n];
     const int64_t frame = slot.data()[n];
     if (array < 0 || static_cast<size_t>(array) >= outputs.size()) {
-      throw nb::index_error(("request " + std::to_string(n) + " targets output " + std::to_string(array) +
-                             " of " + std::to_string(outputs.size()))
+      throw nb::index_error(("request " + std::to_string(n) + " targets output " +
+                             std::to_string(array) + " of " + std::to_string(outputs.size()))
                                 .c_str());
     }
     const FrameGeometry& g = geometry[static_cast<size_t>(array)];
     if (frame < 0 || frame >= g.frames) {
-      throw nb::index_error(("request " + std::to_string(n) + " targets frame " + std::to_string(frame) +
-                             " of an output holding " + std::to_string(g.frames))
+      throw nb::index_error(("request " + std::to_string(n) + " targets frame " +
+                             std::to_string(frame) + " of an output holding " +
+                             std::to_string(g.frames))
                                 .c_str());
     }
     const int32_t file = file_index.data()[n];
     if (file < 0 || static_cast<size_t>(file) >= files.size()) {
-      throw nb::index_error(("request " + std::to_string(n) + " names file " + std::to_string(file) +
-                             " of " + std::to_string(files.size()))
+      throw nb::index_error(("request " + std::to_string(n) + " names file " +
+                             std::to_string(file) + " of " + std::to_string(files.size()))
                                 .c_str());
     }
     requests[n] = FrameRequest{file, timestamps.data()[n],
@@ -148,11 +154,13 @@ void pool_decode(DecoderPool& pool, const std::vector<std::string>& files, Int32
 nb::tuple decode_frames_only(const std::vector<std::string>& files, Int32Vector file_index,
                              Timestamps timestamps, int threads) {
   const size_t count = timestamps.shape(0);
-  if (file_index.shape(0) != count) throw nb::value_error("file_index and timestamps differ in length");
+  if (file_index.shape(0) != count)
+    throw nb::value_error("file_index and timestamps differ in length");
   std::vector<video::FrameQuery> queries(count);
   for (size_t n = 0; n < count; ++n) {
     const int32_t file = file_index.data()[n];
-    if (file < 0 || static_cast<size_t>(file) >= files.size()) throw nb::index_error("file index out of range");
+    if (file < 0 || static_cast<size_t>(file) >= files.size())
+      throw nb::index_error("file index out of range");
     queries[n] = video::FrameQuery{file, timestamps.data()[n]};
   }
   double seconds = 0.0;
@@ -167,23 +175,29 @@ nb::tuple decode_frames_only(const std::vector<std::string>& files, Int32Vector 
 }  // namespace
 
 void register_video(nb::module_& module) {
-  nb::class_<StreamInfo>(module, "StreamInfo", "What the container and codec say about a video stream.")
+  nb::class_<StreamInfo>(module, "StreamInfo",
+                         "What the container and codec say about a video stream.")
       .def_ro("codec", &StreamInfo::codec, "Canonical codec name: 'av1', 'h264', 'hevc', ...")
       .def_ro("pix_fmt", &StreamInfo::pix_fmt)
       .def_ro("width", &StreamInfo::width)
       .def_ro("height", &StreamInfo::height)
       .def_ro("fps", &StreamInfo::fps, "Average frame rate.")
       .def_prop_ro(
-          "time_base", [](const StreamInfo& info) { return nb::make_tuple(info.time_base_num, info.time_base_den); },
+          "time_base",
+          [](const StreamInfo& info) {
+            return nb::make_tuple(info.time_base_num, info.time_base_den);
+          },
           "Stream time base as (numerator, denominator) seconds.")
       .def_ro("frame_count", &StreamInfo::frame_count)
       .def_ro("duration_s", &StreamInfo::duration_s)
       .def_ro("start_s", &StreamInfo::start_s, "Presentation time of the first frame.")
       .def("__repr__", [](const StreamInfo& info) {
-        return "StreamInfo(codec='" + info.codec + "', pix_fmt='" + info.pix_fmt + "', width=" +
-               std::to_string(info.width) + ", height=" + std::to_string(info.height) +
-               ", fps=" + std::to_string(info.fps) + ", time_base=" + std::to_string(info.time_base_num) +
-               "/" + std::to_string(info.time_base_den) + ", frame_count=" + std::to_string(info.frame_count) +
+        return "StreamInfo(codec='" + info.codec + "', pix_fmt='" + info.pix_fmt +
+               "', width=" + std::to_string(info.width) +
+               ", height=" + std::to_string(info.height) + ", fps=" + std::to_string(info.fps) +
+               ", time_base=" + std::to_string(info.time_base_num) + "/" +
+               std::to_string(info.time_base_den) +
+               ", frame_count=" + std::to_string(info.frame_count) +
                ", duration_s=" + std::to_string(info.duration_s) + ")";
       });
 
@@ -191,20 +205,25 @@ void register_video(nb::module_& module) {
                            "Frame-accurate random access into one video file. Keeps the file open; "
                            "queries moving forward continue decoding rather than seeking again.")
       .def(nb::init<const std::string&, int>(), "path"_a, "threads"_a = 1,
-           "Opens the file's best video stream. threads: the codec's own threads (0: FFmpeg's choice).")
+           "Opens the file's best video stream. threads: the codec's own threads (0: FFmpeg's "
+           "choice).")
       .def_prop_ro("path", &VideoDecoder::path)
       .def_prop_ro("info", &VideoDecoder::info, nb::rv_policy::reference_internal)
       .def_prop_ro("frames_decoded", &VideoDecoder::frames_decoded,
                    "Frames decoded so far, counting those decoded only to reach a query.")
-      .def("decode", &decoder_decode, "timestamps"_a, "tolerance_s"_a = 1e-4, "channels_last"_a = false,
-           "Decodes the frame nearest each timestamp (seconds) into a new uint8 array (N, 3, H, W), or "
+      .def("decode", &decoder_decode, "timestamps"_a, "tolerance_s"_a = 1e-4,
+           "channels_last"_a = false,
+           "Decodes the frame nearest each timestamp (seconds) into a new uint8 array (N, 3, H, "
+           "W), or "
            "(N, H, W, 3) with channels_last. Raises FrameTimestampError beyond tolerance_s.")
       .def("decode_into", &decoder_decode_into, "timestamps"_a, "out"_a, "tolerance_s"_a = 1e-4,
-           "channels_last"_a = false, "Like decode, writing into a preallocated C-contiguous uint8 array.");
+           "channels_last"_a = false,
+           "Like decode, writing into a preallocated C-contiguous uint8 array.");
 
-  nb::class_<DecoderPool>(module, "DecoderPool",
-                          "Decodes the video frames of whole batches on a pool of threads, each with its "
-                          "own cache of open decoders keyed by file.")
+  nb::class_<DecoderPool>(
+      module, "DecoderPool",
+      "Decodes the video frames of whole batches on a pool of threads, each with its "
+      "own cache of open decoders keyed by file.")
       .def(nb::init<int, int>(), "threads"_a = 0, "decoders_per_thread"_a = 16,
            "threads: decoding threads including the caller's (0: one per core).")
       .def_prop_ro("threads", &DecoderPool::threads)

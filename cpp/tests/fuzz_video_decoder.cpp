@@ -1,10 +1,12 @@
-// Feeds corrupted mp4 bytes to VideoDecoder: flipped bytes, garbage runs, zeroed ranges, truncation,
-// duplicated and dropped spans. Every outcome must be success or a dexloop::Error; a crash, another
-// exception type, or an iteration exceeding the watchdog fails the run.
+// Feeds corrupted mp4 bytes to VideoDecoder: flipped bytes, garbage runs, zeroed ranges,
+// truncation, duplicated and dropped spans. Every outcome must be success or a dexloop::Error; a
+// crash, another exception type, or an iteration exceeding the watchdog fails the run.
 //
 //   dexloop_fuzz_decoder --seconds 45 --scratch DIR [--seed N]
-#include <csignal>
+#include <unistd.h>
+
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -14,8 +16,6 @@
 #include <random>
 #include <string>
 #include <vector>
-
-#include <unistd.h>
 
 #include "dexloop/error.hpp"
 #include "dexloop/video/video_decoder.hpp"
@@ -31,14 +31,17 @@ Bytes read_file(const std::string& path) {
 
 void write_file(const std::string& path, const Bytes& bytes) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  out.write(reinterpret_cast<const char*>(bytes.data()),
+            static_cast<std::streamsize>(bytes.size()));
 }
 
-std::string make_seed_video(const std::filesystem::path& dir, const char* codec, const char* name, int gop) {
+std::string make_seed_video(const std::filesystem::path& dir, const char* codec, const char* name,
+                            int gop) {
   std::string path = (dir / name).string();
-  std::string command = std::string("ffmpeg -nostdin -loglevel error -y -f lavfi -i testsrc2=size=64x64:rate=15 ") +
-                        "-frames:v 24 -c:v " + codec + " -g " + std::to_string(gop) + " -pix_fmt yuv420p '" +
-                        path + "'";
+  std::string command =
+      std::string("ffmpeg -nostdin -loglevel error -y -f lavfi -i testsrc2=size=64x64:rate=15 ") +
+      "-frames:v 24 -c:v " + codec + " -g " + std::to_string(gop) + " -pix_fmt yuv420p '" + path +
+      "'";
   if (std::system(command.c_str()) != 0) {
     std::fprintf(stderr, "cannot make seed video: %s\n", command.c_str());
     std::exit(2);
@@ -48,12 +51,15 @@ std::string make_seed_video(const std::filesystem::path& dir, const char* codec,
 
 Bytes mutate(const Bytes& original, std::mt19937_64& random) {
   Bytes bytes = original;
-  auto pick = [&](size_t bound) { return std::uniform_int_distribution<size_t>(0, bound ? bound - 1 : 0)(random); };
+  auto pick = [&](size_t bound) {
+    return std::uniform_int_distribution<size_t>(0, bound ? bound - 1 : 0)(random);
+  };
   int edits = 1 + static_cast<int>(pick(8));
   for (int e = 0; e < edits && !bytes.empty(); ++e) {
     switch (pick(6)) {
       case 0:  // flip bytes
-        for (int i = 0, n = 1 + static_cast<int>(pick(16)); i < n; ++i) bytes[pick(bytes.size())] ^= 1u << pick(8);
+        for (int i = 0, n = 1 + static_cast<int>(pick(16)); i < n; ++i)
+          bytes[pick(bytes.size())] ^= 1u << pick(8);
         break;
       case 1: {  // garbage run
         size_t at = pick(bytes.size());
@@ -102,9 +108,12 @@ int main(int argc, char** argv) {
   uint64_t seed = std::random_device{}();
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string flag = argv[i];
-    if (flag == "--seconds") seconds = std::atof(argv[i + 1]);
-    else if (flag == "--scratch") scratch = argv[i + 1];
-    else if (flag == "--seed") seed = std::strtoull(argv[i + 1], nullptr, 10);
+    if (flag == "--seconds")
+      seconds = std::atof(argv[i + 1]);
+    else if (flag == "--scratch")
+      scratch = argv[i + 1];
+    else if (flag == "--seed")
+      seed = std::strtoull(argv[i + 1], nullptr, 10);
   }
   std::filesystem::create_directories(scratch);
   std::vector<Bytes> seeds = {read_file(make_seed_video(scratch, "libsvtav1", "seed_av1.mp4", 2)),
@@ -122,9 +131,11 @@ int main(int argc, char** argv) {
     try {
       dexloop::video::VideoDecoder decoder(target);
       const auto& info = decoder.info();
-      if (info.width > 4096 || info.height > 4096) throw dexloop::VideoDecodeError("implausible size");
+      if (info.width > 4096 || info.height > 4096)
+        throw dexloop::VideoDecodeError("implausible size");
       std::vector<double> timestamps = {0.0, 0.4, 1.0, 0.2, 1.5};
-      std::vector<uint8_t> frames(static_cast<size_t>(dexloop::video::rgb_frame_bytes(info)) * timestamps.size());
+      std::vector<uint8_t> frames(static_cast<size_t>(dexloop::video::rgb_frame_bytes(info)) *
+                                  timestamps.size());
       decoder.decode_at(timestamps, 0.05, frames.data(), dexloop::video::FrameLayout::kCHW);
       ++decoded;
     } catch (const dexloop::Error&) {
@@ -138,6 +149,7 @@ int main(int argc, char** argv) {
     alarm(0);
     ++iterations;
   }
-  std::printf("fuzz: %ld iterations, %ld decoded, %ld typed errors, no crash\n", iterations, decoded, typed_errors);
+  std::printf("fuzz: %ld iterations, %ld decoded, %ld typed errors, no crash\n", iterations,
+              decoded, typed_errors);
   return iterations > 0 ? 0 : 1;
 }

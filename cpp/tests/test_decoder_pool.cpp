@@ -1,5 +1,3 @@
-#include "dexloop/video/decoder_pool.hpp"
-
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -9,6 +7,7 @@
 #include <vector>
 
 #include "dexloop/error.hpp"
+#include "dexloop/video/decoder_pool.hpp"
 #include "test_videos.hpp"
 
 namespace dexloop::video {
@@ -35,7 +34,8 @@ Batch random_batch(const TestVideo& a, const TestVideo& b, int count, unsigned s
     batch.requests.push_back(FrameRequest{n % 2, static_cast<double>(frame) / video.fps, nullptr,
                                           video.height, video.width});
   }
-  for (size_t n = 0; n < batch.requests.size(); ++n) batch.requests[n].output = batch.outputs[n].data();
+  for (size_t n = 0; n < batch.requests.size(); ++n)
+    batch.requests[n].output = batch.outputs[n].data();
   return batch;
 }
 
@@ -75,10 +75,12 @@ TEST_F(DecoderPoolTest, PropagatesTheFirstErrorAndStaysUsable) {
   DecoderPool pool(2);
   Batch batch = random_batch(front, wrist, 16, 3);
   batch.requests[5].timestamp_s = 100.0;  // far beyond both videos
-  EXPECT_THROW(pool.decode(batch.files, batch.requests, 1e-4, FrameLayout::kCHW), FrameTimestampError);
+  EXPECT_THROW(pool.decode(batch.files, batch.requests, 1e-4, FrameLayout::kCHW),
+               FrameTimestampError);
   Batch missing = random_batch(front, wrist, 8, 4);
   missing.files[1] = "/nonexistent/wrist.mp4";
-  EXPECT_THROW(pool.decode(missing.files, missing.requests, 1e-4, FrameLayout::kCHW), VideoDecodeError);
+  EXPECT_THROW(pool.decode(missing.files, missing.requests, 1e-4, FrameLayout::kCHW),
+               VideoDecodeError);
   Batch good = random_batch(front, wrist, 16, 5);
   EXPECT_NO_THROW(pool.decode(good.files, good.requests, 1e-4, FrameLayout::kCHW));
 }
@@ -90,7 +92,8 @@ TEST_F(DecoderPoolTest, RejectsOutputsOfAnotherFrameSize) {
   EXPECT_THROW(pool.decode(batch.files, batch.requests, 1e-4, FrameLayout::kCHW), VideoDecodeError);
   batch.requests[0].width = front.width;
   batch.requests[1].file = 7;
-  EXPECT_THROW(pool.decode(batch.files, batch.requests, 1e-4, FrameLayout::kCHW), std::out_of_range);
+  EXPECT_THROW(pool.decode(batch.files, batch.requests, 1e-4, FrameLayout::kCHW),
+               std::out_of_range);
 }
 
 TEST_F(DecoderPoolTest, WorksInAForkedChild) {

@@ -1,9 +1,8 @@
-#include "dexloop/dataset/episode_index.hpp"
-
 #include <gtest/gtest.h>
 
 #include <vector>
 
+#include "dexloop/dataset/episode_index.hpp"
 #include "dexloop/error.hpp"
 
 namespace dexloop::dataset {
@@ -22,19 +21,22 @@ TEST(EpisodeIndex, ClampsWindowsInsideEachEpisodeAndMarksPadding) {
   bool* pad = reinterpret_cast<bool*>(pad_storage.data());
   index.window(rows, deltas, source.data(), pad);
   // Row 0 (episode [0,3)): -2 -> 0 pad, 0 -> 0, 1 -> 1, 3 -> 2 pad.
-  EXPECT_EQ((std::vector<int64_t>(source.begin(), source.begin() + 4)), (std::vector<int64_t>{0, 0, 1, 2}));
+  EXPECT_EQ((std::vector<int64_t>(source.begin(), source.begin() + 4)),
+            (std::vector<int64_t>{0, 0, 1, 2}));
   EXPECT_TRUE(pad[0]);
   EXPECT_FALSE(pad[1]);
   EXPECT_FALSE(pad[2]);
   EXPECT_TRUE(pad[3]);
   // Row 3 is a one-frame episode: every offset but 0 repeats it and is padding.
-  EXPECT_EQ((std::vector<int64_t>(source.begin() + 4, source.begin() + 8)), (std::vector<int64_t>{3, 3, 3, 3}));
+  EXPECT_EQ((std::vector<int64_t>(source.begin() + 4, source.begin() + 8)),
+            (std::vector<int64_t>{3, 3, 3, 3}));
   EXPECT_TRUE(pad[4]);
   EXPECT_FALSE(pad[5]);
   EXPECT_TRUE(pad[6]);
   EXPECT_TRUE(pad[7]);
   // Row 6 (episode [4,8)): -2 -> 4, 0 -> 6, 1 -> 7, 3 -> 7 pad.
-  EXPECT_EQ((std::vector<int64_t>(source.begin() + 8, source.end())), (std::vector<int64_t>{4, 6, 7, 7}));
+  EXPECT_EQ((std::vector<int64_t>(source.begin() + 8, source.end())),
+            (std::vector<int64_t>{4, 6, 7, 7}));
   EXPECT_FALSE(pad[8]);
   EXPECT_FALSE(pad[9]);
   EXPECT_FALSE(pad[10]);

@@ -1,5 +1,3 @@
-#include "dexloop/video/video_decoder.hpp"
-
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -11,6 +9,7 @@
 #include <vector>
 
 #include "dexloop/error.hpp"
+#include "dexloop/video/video_decoder.hpp"
 #include "test_videos.hpp"
 
 namespace dexloop::video {
@@ -118,7 +117,8 @@ TEST(VideoDecoder, RaisesFrameTimestampErrorNamingBothTimestamps) {
   EXPECT_NEAR(channel_mean(frame.data(), 64, 64, 0), painted_red(3), 4.0);
   // Beyond the end: the nearest frame is the last one, 0.5 s, which is too far from 2.0 s.
   std::vector<double> beyond = {2.0};
-  EXPECT_THROW(decoder.decode_at(beyond, 1e-4, frame.data(), FrameLayout::kCHW), FrameTimestampError);
+  EXPECT_THROW(decoder.decode_at(beyond, 1e-4, frame.data(), FrameLayout::kCHW),
+               FrameTimestampError);
 }
 
 TEST(VideoDecoder, MissingFileIsAVideoDecodeErrorNamingThePath) {
@@ -141,7 +141,8 @@ TEST(VideoDecoder, TruncatedFileFailsWithATypedError) {
   auto size = std::filesystem::file_size(video.path);
   for (double fraction : {0.1, 0.5, 0.9}) {
     std::filesystem::path truncated = testing::scratch_dir() / "truncated.mp4";
-    std::filesystem::copy_file(video.path, truncated, std::filesystem::copy_options::overwrite_existing);
+    std::filesystem::copy_file(video.path, truncated,
+                               std::filesystem::copy_options::overwrite_existing);
     std::filesystem::resize_file(truncated, static_cast<uintmax_t>(size * fraction));
     try {
       VideoDecoder decoder(truncated.string());

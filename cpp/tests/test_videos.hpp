@@ -45,8 +45,8 @@ struct TestVideo {
 
 // Encodes `frames` painted frames with `codec` ("libsvtav1", "libx264", "libx265") into
 // scratch/<name>.mp4, once per scratch folder. SVT-AV1 needs frames of at least 64x64.
-inline TestVideo make_test_video(const std::string& name, const std::string& codec, int width, int height,
-                                 int fps, int frames, int gop = 2) {
+inline TestVideo make_test_video(const std::string& name, const std::string& codec, int width,
+                                 int height, int fps, int frames, int gop = 2) {
   std::filesystem::path dir = scratch_dir();
   TestVideo video{(dir / (name + ".mp4")).string(), width, height, fps, frames};
   if (std::filesystem::exists(video.path)) return video;
@@ -55,15 +55,17 @@ inline TestVideo make_test_video(const std::string& name, const std::string& cod
     std::ofstream out(raw, std::ios::binary);
     for (int f = 0; f < frames; ++f) {
       std::vector<uint8_t> rgb = paint(f, width, height);
-      out.write(reinterpret_cast<const char*>(rgb.data()), static_cast<std::streamsize>(rgb.size()));
+      out.write(reinterpret_cast<const char*>(rgb.data()),
+                static_cast<std::streamsize>(rgb.size()));
     }
   }
   std::string options = codec == "libsvtav1" ? " -preset 12 -crf 30" : " -crf 20";
   if (codec == "libx265") options += " -x265-params log-level=none";
   std::string command = "ffmpeg -nostdin -loglevel error -y -f rawvideo -pix_fmt rgb24 -s " +
-                        std::to_string(width) + "x" + std::to_string(height) + " -r " + std::to_string(fps) +
-                        " -i '" + raw.string() + "' -c:v " + codec + " -g " + std::to_string(gop) + options +
-                        " -pix_fmt yuv420p '" + video.path + ".part.mp4'";
+                        std::to_string(width) + "x" + std::to_string(height) + " -r " +
+                        std::to_string(fps) + " -i '" + raw.string() + "' -c:v " + codec + " -g " +
+                        std::to_string(gop) + options + " -pix_fmt yuv420p '" + video.path +
+                        ".part.mp4'";
   if (std::system(command.c_str()) != 0) throw std::runtime_error("ffmpeg failed: " + command);
   std::filesystem::rename(video.path + ".part.mp4", video.path);
   std::filesystem::remove(raw);

@@ -1,5 +1,5 @@
-// Exceptions thrown at dexloop's API boundaries. The Python extension maps each class to the class of
-// the same name in `dexloop.errors`, so a Python caller can catch the precise failure.
+// Exceptions thrown at dexloop's API boundaries. The Python extension maps each class to the class
+// of the same name in `dexloop.errors`, so a Python caller can catch the precise failure.
 #pragma once
 
 #include <stdexcept>

@@ -16,8 +16,9 @@ EpisodeIndex::EpisodeIndex(std::vector<EpisodeSpan> episodes) : episodes_(std::m
   for (size_t e = 0; e < episodes_.size(); ++e) {
     const EpisodeSpan& span = episodes_[e];
     if (span.to_index <= span.from_index) {
-      throw DatasetError("episode " + std::to_string(e) + " of the loaded list has no frames (from " +
-                         std::to_string(span.from_index) + " to " + std::to_string(span.to_index) + ")");
+      throw DatasetError(
+          "episode " + std::to_string(e) + " of the loaded list has no frames (from " +
+          std::to_string(span.from_index) + " to " + std::to_string(span.to_index) + ")");
     }
     if (span.first_row != next_row) {
       throw DatasetError("episode " + std::to_string(e) + " of the loaded list starts at row " +
@@ -58,7 +59,8 @@ void EpisodeIndex::window(std::span<const int64_t> rows, std::span<const int64_t
   }
 }
 
-std::vector<int64_t> delta_indices(std::span<const double> deltas_s, double fps, double tolerance_s) {
+std::vector<int64_t> delta_indices(std::span<const double> deltas_s, double fps,
+                                   double tolerance_s) {
   if (!(fps > 0.0)) throw std::invalid_argument("fps must be positive");
   std::vector<int64_t> indices;
   std::vector<double> outside;
@@ -75,8 +77,8 @@ std::vector<int64_t> delta_indices(std::span<const double> deltas_s, double fps,
   if (!outside.empty()) {
     std::ostringstream message;
     message.precision(17);
-    message << "delta_timestamps must be multiples of 1/fps = 1/" << fps << " s within tolerance_s="
-            << tolerance_s << "; these are not: [";
+    message << "delta_timestamps must be multiples of 1/fps = 1/" << fps
+            << " s within tolerance_s=" << tolerance_s << "; these are not: [";
     for (size_t i = 0; i < outside.size(); ++i) message << (i ? ", " : "") << outside[i];
     message << "]";
     throw std::invalid_argument(message.str());

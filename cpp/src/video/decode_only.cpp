@@ -115,7 +115,8 @@ int64_t decode_frames_only(std::span<const std::string> files, std::span<const F
   std::vector<std::map<int32_t, OpenFile>> opened(threads);
   for (int t = 0; t < threads; ++t) {
     for (auto& [file, timestamps] : work[t]) {
-      if (!opened[t].count(file)) opened[t].emplace(file, open_file(files[static_cast<size_t>(file)]));
+      if (!opened[t].count(file))
+        opened[t].emplace(file, open_file(files[static_cast<size_t>(file)]));
     }
   }
   std::atomic<int64_t> total{0};
@@ -124,13 +125,15 @@ int64_t decode_frames_only(std::span<const std::string> files, std::span<const F
   for (int t = 0; t < threads; ++t) {
     pool.emplace_back([&, t] {
       int64_t count = 0;
-      for (auto& [file, timestamps] : work[t]) count += decode_sorted(opened[t].at(file), timestamps);
+      for (auto& [file, timestamps] : work[t])
+        count += decode_sorted(opened[t].at(file), timestamps);
       total += count;
     });
   }
   for (std::thread& thread : pool) thread.join();
   if (decode_seconds != nullptr) {
-    *decode_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    *decode_seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   }
   return total.load();
 }

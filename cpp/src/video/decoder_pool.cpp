@@ -69,7 +69,8 @@ std::vector<Run> plan_runs(std::span<const FrameRequest> requests, size_t files,
   for (size_t i = 0; i < requests.size(); ++i) {
     by_file[static_cast<size_t>(requests[i].file)].push_back(i);
   }
-  // Several runs per thread balance the load; longer runs keep more forward decoding in one decoder.
+  // Several runs per thread balance the load; longer runs keep more forward decoding in one
+  // decoder.
   size_t run_length =
       std::max<size_t>(1, (requests.size() + 2 * threads - 1) / (2 * static_cast<size_t>(threads)));
   std::vector<Run> runs;
@@ -80,7 +81,8 @@ std::vector<Run> plan_runs(std::span<const FrameRequest> requests, size_t files,
     });
     for (size_t start = 0; start < indices.size(); start += run_length) {
       size_t end = std::min(indices.size(), start + run_length);
-      runs.push_back(Run{static_cast<int32_t>(file), {indices.begin() + start, indices.begin() + end}});
+      runs.push_back(
+          Run{static_cast<int32_t>(file), {indices.begin() + start, indices.begin() + end}});
     }
   }
   return runs;
@@ -92,7 +94,8 @@ struct DecoderPool::State {
   explicit State(int slots, int decoders_per_thread) {
     caches.reserve(slots);
     for (int i = 0; i < slots; ++i) caches.emplace_back(decoders_per_thread);
-    for (int slot = 1; slot < slots; ++slot) workers.emplace_back([this, slot] { work_loop(slot); });
+    for (int slot = 1; slot < slots; ++slot)
+      workers.emplace_back([this, slot] { work_loop(slot); });
   }
 
   ~State() {
@@ -151,10 +154,12 @@ struct DecoderPool::State {
     outputs.reserve(run.requests.size());
     for (size_t index : run.requests) {
       const FrameRequest& request = current.requests[index];
-      if (request.output != nullptr && (request.height != info.height || request.width != info.width)) {
-        throw VideoDecodeError(path + ": frames are " + std::to_string(info.height) + "x" +
-                               std::to_string(info.width) + " (height x width) but the dataset expects " +
-                               std::to_string(request.height) + "x" + std::to_string(request.width));
+      if (request.output != nullptr &&
+          (request.height != info.height || request.width != info.width)) {
+        throw VideoDecodeError(
+            path + ": frames are " + std::to_string(info.height) + "x" +
+            std::to_string(info.width) + " (height x width) but the dataset expects " +
+            std::to_string(request.height) + "x" + std::to_string(request.width));
       }
       timestamps.push_back(request.timestamp_s);
       outputs.push_back(request.output);
@@ -209,8 +214,10 @@ struct DecoderPool::State {
 DecoderPool::DecoderPool(int threads, int decoders_per_thread)
     : state_(nullptr), decoders_per_thread_(decoders_per_thread), owner_pid_(::getpid()) {
   if (threads < 0) throw std::invalid_argument("DecoderPool: threads must be >= 0");
-  if (decoders_per_thread < 1) throw std::invalid_argument("DecoderPool: decoders_per_thread must be >= 1");
-  threads_ = threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  if (decoders_per_thread < 1)
+    throw std::invalid_argument("DecoderPool: decoders_per_thread must be >= 1");
+  threads_ =
+      threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   state_ = new State(threads_, decoders_per_thread_);
 }
 

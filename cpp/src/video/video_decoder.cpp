@@ -43,9 +43,9 @@ struct VideoDecoder::Impl {
   bool has_previous = false;
   bool has_current = false;
 
-  bool positioned = false;     // decoding continues from an earlier seek
-  bool input_ended = false;    // demuxer hit end of file; decoder is being drained
-  bool drained = false;        // decoder returned every frame
+  bool positioned = false;   // decoding continues from an earlier seek
+  bool input_ended = false;  // demuxer hit end of file; decoder is being drained
+  bool drained = false;      // decoder returned every frame
   int64_t last_packet_dts = std::numeric_limits<int64_t>::min();
   int64_t packets_since_seek = 0;
   int64_t packet_budget = 0;  // bound on packets read after one seek, against looping demuxers
@@ -111,7 +111,8 @@ struct VideoDecoder::Impl {
     info.width = parameters->width;
     info.height = parameters->height;
     if (info.width <= 0 || info.height <= 0) fail("stream has no frame size");
-    AVRational rate = stream->avg_frame_rate.num > 0 ? stream->avg_frame_rate : stream->r_frame_rate;
+    AVRational rate =
+        stream->avg_frame_rate.num > 0 ? stream->avg_frame_rate : stream->r_frame_rate;
     info.fps = rate.num > 0 && rate.den > 0 ? av_q2d(rate) : 0.0;
     info.time_base_num = stream->time_base.num;
     info.time_base_den = stream->time_base.den;
@@ -259,16 +260,18 @@ struct VideoDecoder::Impl {
     for (int attempt = 0;; ++attempt) {
       decode_up_to(target);
       const AVFrame* frame = nearest_in_hand(query_s);
-      if (frame == nullptr) fail("no frame could be decoded near " + format_seconds(query_s) + " s");
+      if (frame == nullptr)
+        fail("no frame could be decoded near " + format_seconds(query_s) + " s");
       double distance = std::abs(seconds(frame_pts(frame)) - query_s);
       // Landed after the target right after a seek: an earlier keyframe is needed.
       bool overshot = !has_previous && frame_pts(frame) > target && distance > tolerance_s &&
                       frame_pts(frame) > stream_first_pts();
       if (!overshot || attempt >= kMaxSeekRetries) {
         if (distance > tolerance_s) {
-          throw FrameTimestampError(path + ": no frame within tolerance_s=" +
-                                    format_seconds(tolerance_s) + " of the queried timestamp " +
-                                    format_seconds(query_s) + " s; the nearest decoded frame is at " +
+          throw FrameTimestampError(path +
+                                    ": no frame within tolerance_s=" + format_seconds(tolerance_s) +
+                                    " of the queried timestamp " + format_seconds(query_s) +
+                                    " s; the nearest decoded frame is at " +
                                     format_seconds(seconds(frame_pts(frame))) + " s");
         }
         return frame;
@@ -294,13 +297,14 @@ struct VideoDecoder::Impl {
       info.pix_fmt = name ? name : "";
     }
     // Packed RGB24 through swscale's default path gives the same bytes as torchcodec (LeRobot's
-    // decoder); planar output takes another swscale path whose chroma interpolation differs by up to
-    // tens of levels at edges. CHW is therefore made by splitting the packed pixels into planes.
+    // decoder); planar output takes another swscale path whose chroma interpolation differs by up
+    // to tens of levels at edges. CHW is therefore made by splitting the packed pixels into planes.
     scaler.reset(sws_getCachedContext(scaler.release(), frame->width, frame->height, source,
                                       frame->width, frame->height, AV_PIX_FMT_RGB24, SWS_BILINEAR,
                                       nullptr, nullptr, nullptr));
     if (!scaler) fail(std::string("cannot convert pixel format ") + av_get_pix_fmt_name(source));
-    int colorspace = frame->colorspace == AVCOL_SPC_UNSPECIFIED ? SWS_CS_DEFAULT : frame->colorspace;
+    int colorspace =
+        frame->colorspace == AVCOL_SPC_UNSPECIFIED ? SWS_CS_DEFAULT : frame->colorspace;
     const int* coefficients = sws_getCoefficients(colorspace);
     sws_setColorspaceDetails(scaler.get(), coefficients, frame->color_range == AVCOL_RANGE_JPEG,
                              coefficients, 1, 0, 1 << 16, 1 << 16);
@@ -310,7 +314,8 @@ struct VideoDecoder::Impl {
     const int height = frame->height;
     const int stride = (3 * width + 63) / 64 * 64;
     scratch_rgb.resize(static_cast<size_t>(stride) * (height + 1) + 128);
-    uint8_t* aligned = scratch_rgb.data() + (64 - reinterpret_cast<uintptr_t>(scratch_rgb.data()) % 64);
+    uint8_t* aligned =
+        scratch_rgb.data() + (64 - reinterpret_cast<uintptr_t>(scratch_rgb.data()) % 64);
     uint8_t* planes[4] = {aligned, nullptr, nullptr, nullptr};
     int strides[4] = {stride, 0, 0, 0};
     int rows = sws_scale(scaler.get(), frame->data, frame->linesize, 0, height, planes, strides);

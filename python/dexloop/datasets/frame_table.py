@@ -46,15 +46,27 @@ class FrameTable:
         self.text: dict[str, np.ndarray] = {}
         self.images: dict[str, pa.ChunkedArray] = {}
         declared = {key: feature for key, feature in features.items() if feature["dtype"] != "video"}
-        tables = [self._read(path, declared, episodes) for path in files]
-        if not tables:
+        if not files:
             raise DatasetError("no data files to load")
-        self.columns = [name for name in tables[0].column_names if name in declared]
-        self.num_rows = sum(table.num_rows for table in tables)
+        # Each file's columns are converted on their own (files may differ in Arrow types, e.g. a
+        # fixed-size list in one and a plain list in another) and the arrays then concatenated.
+        parts: dict[str, list] = {}
+        self.num_rows = 0
+        for path in files:
+            table = self._read(path, declared, episodes)
+            if not self.columns:
+                self.columns = [name for name in table.column_names if name in declared]
+            for key in self.columns:
+                parts.setdefault(key, []).append(_convert(path, key, declared[key], table.column(key)))
+            self.num_rows += table.num_rows
         for key in self.columns:
-            chunks = [chunk for table in tables for chunk in table.column(key).chunks]
-            column = pa.chunked_array(chunks, type=tables[0].schema.field(key).type) if chunks else None
-            self._convert(key, declared[key], column, files)
+            dtype = declared[key]["dtype"]
+            if dtype == "image":
+                self.images[key] = pa.chunked_array([c for part in parts[key] for c in part.chunks])
+            elif dtype in ("string", "language"):
+                self.text[key] = np.concatenate(parts[key])
+            else:
+                self.numeric[key] = np.ascontiguousarray(np.concatenate(parts[key]))
 
     @staticmethod
     def _read(path: Path, declared: dict[str, dict], episodes: Sequence[int] | None) -> pa.Table:
@@ -74,47 +86,43 @@ class FrameTable:
                 raise DatasetError(f"{path}: column {name!r} has missing (null) values")
         return table
 
-    def _convert(self, key: str, feature: dict, column: pa.ChunkedArray | None, files: Sequence[Path]) -> None:
-        dtype = feature["dtype"]
-        shape = tuple(feature["shape"])
-        where = files[0].parent if len(files) > 1 else files[0]
-        if column is None:
-            column = pa.chunked_array([], type=pa.null())
-        if dtype == "image":
-            self.images[key] = column
-            return
-        if dtype in ("string", "language"):
-            self.text[key] = np.asarray(column.to_pylist(), dtype=object)
-            return
-        target = item_dtype(dtype)
-        values = column
-        expected = [n for n in shape]
-        if expected == [1]:
-            expected = []
-        # Peel list levels (fixed-size or variable lists, as different writers produce) down to
-        # scalars, checking every row has the declared length at each level.
-        depth = 0
-        while pa.types.is_list(values.type) or pa.types.is_large_list(values.type) or pa.types.is_fixed_size_list(
-            values.type
-        ):
-            lengths = pc.list_value_length(values).to_numpy(zero_copy_only=False)
-            want = expected[depth] if depth < len(expected) else 1
-            if lengths.size and not np.all(lengths == want):
-                bad = int(np.argmax(lengths != want))
-                raise DatasetError(
-                    f"{where}: column {key!r} row {bad} has {int(lengths[bad])} values at level {depth}, "
-                    f"but the feature's shape is {list(shape)}"
-                )
-            values = pc.list_flatten(values)
-            depth += 1
-        if depth < len(expected):
-            raise DatasetError(f"{where}: column {key!r} holds scalars, but the feature's shape is {list(shape)}")
-        try:
-            flat = values.to_numpy(zero_copy_only=False) if values.num_chunks else np.empty(0)
-        except pa.ArrowException as error:
-            raise DatasetError(f"{where}: column {key!r} is not numeric ({error})") from error
-        if flat.dtype.kind not in "biuf":
-            raise DatasetError(f"{where}: column {key!r} holds {flat.dtype} values, expected numbers")
-        self.numeric[key] = np.ascontiguousarray(flat.astype(target, copy=False)).reshape(
-            (self.num_rows, *expected)
-        )
+
+def _convert(path: Path, key: str, feature: dict, column: pa.ChunkedArray) -> np.ndarray | pa.ChunkedArray:
+    """One file's column as an array (rows, *shape) in the item dtype (shape-[1] features as (rows,)),
+    a numpy array of str for text features, or the Arrow column itself for image features."""
+    dtype = feature["dtype"]
+    shape = list(feature["shape"])
+    if dtype == "image":
+        return column
+    if dtype in ("string", "language"):
+        return np.asarray(column.to_pylist(), dtype=object)
+    target = item_dtype(dtype)
+    expected = [] if shape == [1] else shape
+    values = column
+    # Peel list levels (fixed-size or variable lists, as different writers produce) down to
+    # scalars, checking that every row has the declared length at each level.
+    depth = 0
+    while (
+        pa.types.is_list(values.type)
+        or pa.types.is_large_list(values.type)
+        or pa.types.is_fixed_size_list(values.type)
+    ):
+        lengths = pc.list_value_length(values).to_numpy(zero_copy_only=False)
+        want = expected[depth] if depth < len(expected) else 1
+        if lengths.size and not np.all(lengths == want):
+            bad = int(np.argmax(lengths != want))
+            raise DatasetError(
+                f"{path}: column {key!r} row {bad} has {int(lengths[bad])} values at nesting level {depth}, "
+                f"but the feature's shape is {shape}"
+            )
+        values = pc.list_flatten(values)
+        depth += 1
+    if depth < len(expected):
+        raise DatasetError(f"{path}: column {key!r} holds scalars, but the feature's shape is {shape}")
+    try:
+        flat = values.to_numpy(zero_copy_only=False)
+    except pa.ArrowException as error:
+        raise DatasetError(f"{path}: column {key!r} is not numeric ({error})") from error
+    if flat.dtype.kind not in "biuf":
+        raise DatasetError(f"{path}: column {key!r} holds {flat.dtype} values, expected numbers")
+    return flat.astype(target, copy=False).reshape((len(column), *expected))

@@ -42,20 +42,20 @@ def _not_found(repo_id: str, what: str, reason: str) -> DatasetNotFoundError:
     )
 
 
-def resolve_revision(repo_id: str, revision: str | None) -> str:
+def resolve_revision(repo_id: str, revision: str | None, what: str = "the dataset") -> str:
     """The Hub revision to download: an explicit one as given; for LeRobot's codebase-version tags
     (the default ``v3.0``), the newest tag of the same major version not newer than requested."""
     wanted = revision or CODEBASE_VERSION
     if not re.fullmatch(r"v\d+(\.\d+)*", wanted):
         return wanted
     if is_offline():
-        raise _not_found(repo_id, f"revision {wanted}", "HF_HUB_OFFLINE is set")
+        raise _not_found(repo_id, what, "HF_HUB_OFFLINE is set")
     try:
         from huggingface_hub import HfApi
 
         refs = HfApi().list_repo_refs(repo_id, repo_type="dataset")
     except Exception as error:
-        raise _not_found(repo_id, f"revision {wanted}", f"{type(error).__name__}: {error}") from error
+        raise _not_found(repo_id, what, f"{type(error).__name__}: {error}") from error
     target = parse_version(wanted)
     versions = []
     for ref in [*refs.branches, *refs.tags]:
@@ -75,29 +75,30 @@ def resolve_revision(repo_id: str, revision: str | None) -> str:
 def download(
     repo_id: str,
     *,
-    revision: str,
+    revision: str | None,
     local_dir: Path | None,
     allow_patterns: list[str] | str | None = None,
     ignore_patterns: list[str] | str | None = None,
     what: str = "the dataset",
-) -> Path:
-    """Downloads files of a dataset repository; returns the directory holding them."""
+) -> tuple[Path, str]:
+    """Downloads files of a dataset repository at ``revision`` (resolved with resolve_revision);
+    returns the directory holding them and the revision used."""
+    revision = resolve_revision(repo_id, revision, what)
     if is_offline():
         raise _not_found(repo_id, what, "HF_HUB_OFFLINE is set")
     try:
         from huggingface_hub import snapshot_download
 
         if local_dir is None:
-            return Path(
-                snapshot_download(
-                    repo_id,
-                    repo_type="dataset",
-                    revision=revision,
-                    cache_dir=hub_cache(),
-                    allow_patterns=allow_patterns,
-                    ignore_patterns=ignore_patterns,
-                )
+            snapshot = snapshot_download(
+                repo_id,
+                repo_type="dataset",
+                revision=revision,
+                cache_dir=hub_cache(),
+                allow_patterns=allow_patterns,
+                ignore_patterns=ignore_patterns,
             )
+            return Path(snapshot), revision
         local_dir.mkdir(parents=True, exist_ok=True)
         snapshot_download(
             repo_id,
@@ -107,7 +108,7 @@ def download(
             allow_patterns=allow_patterns,
             ignore_patterns=ignore_patterns,
         )
-        return local_dir
+        return local_dir, revision
     except DatasetNotFoundError:
         raise
     except Exception as error:

@@ -46,7 +46,9 @@ class _VideoKey:
     """Where one camera's frames are: per loaded episode, the file (index into the dataset's list of
     video files) and the time of the episode's first frame inside that file."""
 
-    def __init__(self, key: str, height: int, width: int, file_of_episode: np.ndarray, from_timestamp: np.ndarray):
+    def __init__(
+        self, key: str, height: int, width: int, file_of_episode: np.ndarray, from_timestamp: np.ndarray
+    ):
         self.key = key
         self.height = height
         self.width = width
@@ -89,7 +91,9 @@ class LeRobotDataset(torch.utils.data.Dataset):
             raise ValueError(f"decode_threads must be >= 1, got {decode_threads}")
         self.repo_id = repo_id
         self.image_transforms = image_transforms
-        self.delta_timestamps = {k: list(v) for k, v in delta_timestamps.items()} if delta_timestamps else None
+        self.delta_timestamps = (
+            {k: list(v) for k, v in delta_timestamps.items()} if delta_timestamps else None
+        )
         self.tolerance_s = float(tolerance_s)
         self.video_backend = video_backend
         self.return_uint8 = return_uint8
@@ -144,7 +148,9 @@ class LeRobotDataset(torch.utils.data.Dataset):
             if len(deltas) == 0:
                 raise ValueError(f"delta_timestamps[{key!r}] is empty")
             try:
-                offsets = _core.dataset.delta_indices([float(d) for d in deltas], self.meta.fps, self.tolerance_s)
+                offsets = _core.dataset.delta_indices(
+                    [float(d) for d in deltas], self.meta.fps, self.tolerance_s
+                )
             except ValueError as error:
                 raise ValueError(f"delta_timestamps[{key!r}]: {error}") from error
             resolved[key] = np.asarray(offsets, dtype=np.int64)
@@ -162,18 +168,19 @@ class LeRobotDataset(torch.utils.data.Dataset):
         needed = {str(self.meta.get_data_file_path(e)) for e in self._loaded_episodes}
         if self.download_videos:
             needed |= {
-                str(self.meta.get_video_file_path(e, key)) for e in self._loaded_episodes for key in self.meta.video_keys
+                str(self.meta.get_video_file_path(e, key))
+                for e in self._loaded_episodes
+                for key in self.meta.video_keys
             }
         missing = sorted(path for path in needed if not (self.root / path).is_file())
         if not missing:
             return
-        self.revision = hub.resolve_revision(self.repo_id, self.revision)
-        hub.download(
+        _, self.revision = hub.download(
             self.repo_id,
             revision=self.revision,
             local_dir=self.root,
             allow_patterns=missing,
-            what=f"{len(missing)} files under {self.root} (first: {missing[0]})",
+            what=f"{len(missing)} file(s) under {self.root} ({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''})",
         )
         still_missing = [path for path in missing if not (self.root / path).is_file()]
         if still_missing:
@@ -196,7 +203,7 @@ class LeRobotDataset(torch.utils.data.Dataset):
                 f"but the data files hold {table.num_rows} rows"
             )
         # Rows must be the episodes' frames in order: `index` runs over each episode's global range.
-        expected_index = np.concatenate([np.arange(a, b) for a, b in zip(from_index, to_index)])
+        expected_index = np.concatenate([np.arange(a, b) for a, b in zip(from_index, to_index, strict=True)])
         for key, expected in (
             ("index", expected_index),
             ("episode_index", np.repeat(np.asarray(loaded, dtype=np.int64), lengths)),
@@ -213,7 +220,9 @@ class LeRobotDataset(torch.utils.data.Dataset):
         self._timestamps = table.numeric["timestamp"]
         self._task_index = table.numeric["task_index"]
         self._tasks = list(meta.tasks.index) if meta.tasks is not None else []
-        if self._task_index.size and (self._task_index.min() < 0 or self._task_index.max() >= len(self._tasks)):
+        if self._task_index.size and (
+            self._task_index.min() < 0 or self._task_index.max() >= len(self._tasks)
+        ):
             raise DatasetError(
                 f"{self.root}: task_index values reach {int(self._task_index.max())} but meta has "
                 f"{len(self._tasks)} tasks"
@@ -264,7 +273,9 @@ class LeRobotDataset(torch.utils.data.Dataset):
         rows = self._rows(indices)
         batch = self._gather(rows)
         count = len(rows)
-        per_key = {key: value.unbind(0) if isinstance(value, torch.Tensor) else value for key, value in batch.items()}
+        per_key = {
+            key: value.unbind(0) if isinstance(value, torch.Tensor) else value for key, value in batch.items()
+        }
         items = [{key: values[n] for key, values in per_key.items()} for n in range(count)]
         if self.image_transforms is not None:
             for item in items:
@@ -281,7 +292,8 @@ class LeRobotDataset(torch.utils.data.Dataset):
         bad = (rows < -size) | (rows >= size)
         if bad.any():
             raise DatasetIndexError(
-                f"index {int(rows[np.argmax(bad)])} is out of range for {self.repo_id} ({size} frames)"
+                f"index {int(rows[np.argmax(bad)])} is out of range for dataset {self.repo_id} at {self.root} "
+                f"of {size} frames"
             )
         return np.where(rows < 0, rows + size, rows)
 
@@ -314,7 +326,9 @@ class LeRobotDataset(torch.utils.data.Dataset):
             self._pool_pid = os.getpid()
         return self._pool
 
-    def _decode_videos(self, rows: np.ndarray, ordinals: np.ndarray, windows: dict) -> dict[str, torch.Tensor]:
+    def _decode_videos(
+        self, rows: np.ndarray, ordinals: np.ndarray, windows: dict
+    ) -> dict[str, torch.Tensor]:
         if not self._videos:
             return {}
         count = len(rows)

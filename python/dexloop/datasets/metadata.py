@@ -102,14 +102,12 @@ class LeRobotDatasetMetadata:
                 raise FileNotFoundError
             self._load()
         except FileNotFoundError as missing:
-            self.revision = hub.resolve_revision(repo_id, self.revision)
-            what = f"metadata ({missing.filename or 'meta/'})"
-            self.root = hub.download(
+            self.root, self.revision = hub.download(
                 repo_id,
                 revision=self.revision,
                 local_dir=self._requested_root,
                 allow_patterns="meta/",
-                what=what,
+                what=f"metadata file {missing.filename or self.root / 'meta'}",
             )
             self._load()
 
@@ -123,7 +121,9 @@ class LeRobotDatasetMetadata:
             self.stats = load_stats(self.root / STATS_PATH) or _load_v21_stats(self.root)
         else:
             self.tasks = _load_tasks(self.root / TASKS_PATH) if self.info.total_tasks > 0 else None
-            self.episodes = EpisodeTable(_load_episodes(self.root, self.info)) if self.info.total_episodes > 0 else None
+            self.episodes = (
+                EpisodeTable(_load_episodes(self.root, self.info)) if self.info.total_episodes > 0 else None
+            )
             self.stats = load_stats(self.root / STATS_PATH)
 
     @property
@@ -171,7 +171,9 @@ class LeRobotDatasetMetadata:
             info = feature.get("info") or {}
             video_info = feature.get("video_info") or {}
             return bool(
-                info.get("is_depth_map") or info.get("video.is_depth_map") or video_info.get("video.is_depth_map")
+                info.get("is_depth_map")
+                or info.get("video.is_depth_map")
+                or video_info.get("video.is_depth_map")
             )
 
         return [key for key, feature in self.features.items() if is_depth(feature)]
@@ -229,7 +231,9 @@ class LeRobotDatasetMetadata:
         row = self._episode_row(ep_index)
         if self.is_v21:
             return Path(self.data_path.format(episode_chunk=row["data/chunk_index"], episode_index=ep_index))
-        return Path(self.data_path.format(chunk_index=row["data/chunk_index"], file_index=row["data/file_index"]))
+        return Path(
+            self.data_path.format(chunk_index=row["data/chunk_index"], file_index=row["data/file_index"])
+        )
 
     def get_video_file_path(self, ep_index: int, vid_key: str) -> Path:
         """Path, relative to root, of the mp4 holding camera ``vid_key`` of episode ``ep_index``."""
@@ -237,11 +241,15 @@ class LeRobotDatasetMetadata:
             raise KeyError(f"{vid_key!r} is not a video feature; video features: {self.video_keys}")
         row = self._episode_row(ep_index)
         if self.video_path is None:
-            raise DatasetError(f"{self.root / 'meta/info.json'}: video_path is null but {vid_key!r} is a video")
+            raise DatasetError(
+                f"{self.root / 'meta/info.json'}: video_path is null but {vid_key!r} is a video"
+            )
         if self.is_v21:
             return Path(
                 self.video_path.format(
-                    episode_chunk=row[f"videos/{vid_key}/chunk_index"], video_key=vid_key, episode_index=ep_index
+                    episode_chunk=row[f"videos/{vid_key}/chunk_index"],
+                    video_key=vid_key,
+                    episode_index=ep_index,
                 )
             )
         return Path(
@@ -299,7 +307,9 @@ def _load_episodes(root: Path, info: DatasetInfo) -> pa.Table:
     try:
         table = pa.concat_tables(tables, promote_options="default")
     except pa.ArrowException as error:
-        raise DatasetError(f"{root / EPISODES_DIR}: episode files have incompatible columns ({error})") from error
+        raise DatasetError(
+            f"{root / EPISODES_DIR}: episode files have incompatible columns ({error})"
+        ) from error
     required = ["episode_index", "dataset_from_index", "dataset_to_index"]
     for key in (k for k, f in info.features.items() if f["dtype"] == "video"):
         required += [f"videos/{key}/chunk_index", f"videos/{key}/file_index", f"videos/{key}/from_timestamp"]

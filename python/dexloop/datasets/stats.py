@@ -35,7 +35,9 @@ def stats_from_json(raw: dict[str, Any], path: Path | str) -> Stats:
         try:
             stats[feature] = {name: np.atleast_1d(np.array(value)) for name, value in values.items()}
         except (TypeError, ValueError) as error:
-            raise DatasetError(f"{path}: statistics of {feature!r} are not numeric arrays ({error})") from error
+            raise DatasetError(
+                f"{path}: statistics of {feature!r} are not numeric arrays ({error})"
+            ) from error
     return stats
 
 

@@ -1,9 +1,9 @@
 // Index maths of LeRobot's delta_timestamps, for whole batches at once.
 //
-// A dataset is a table of frame rows grouped in episodes. For a row at global frame index i inside an
-// episode spanning global indices [from, to), a delta of k frames reads the row of
-// clamp(i + k, from, to - 1) and marks the slot as padding when i + k falls outside [from, to):
-// boundary frames are repeated, never zero-filled (LeRobot 0.6.1, DatasetReader._get_query_indices).
+// A dataset is a table of frame rows grouped in episodes. For a row at global frame index i inside
+// an episode spanning global indices [from, to), a delta of k frames reads the row of clamp(i + k,
+// from, to - 1) and marks the slot as padding when i + k falls outside [from, to): boundary frames
+// are repeated, never zero-filled (LeRobot 0.6.1, DatasetReader._get_query_indices).
 #pragma once
 
 #include <cstdint>
@@ -27,7 +27,9 @@ class EpisodeIndex {
 
   int64_t num_rows() const { return num_rows_; }
   int64_t num_episodes() const { return static_cast<int64_t>(episodes_.size()); }
-  const EpisodeSpan& episode(int64_t ordinal) const { return episodes_[static_cast<size_t>(ordinal)]; }
+  const EpisodeSpan& episode(int64_t ordinal) const {
+    return episodes_[static_cast<size_t>(ordinal)];
+  }
 
   // Ordinal (position in the loaded episode list) of the episode holding each row.
   // Throws std::out_of_range naming the first row outside [0, num_rows()).
@@ -49,6 +51,7 @@ class EpisodeIndex {
 // LeRobot's conversion of delta_timestamps (seconds) to frame offsets: round(d * fps) with ties to
 // even (Python's round). Each d must satisfy |d*fps - round(d*fps)| / fps <= tolerance_s; otherwise
 // throws std::invalid_argument listing every offending value.
-std::vector<int64_t> delta_indices(std::span<const double> deltas_s, double fps, double tolerance_s);
+std::vector<int64_t> delta_indices(std::span<const double> deltas_s, double fps,
+                                   double tolerance_s);
 
 }  // namespace dexloop::dataset

@@ -1,7 +1,8 @@
-// Decodes every video frame of a training batch in parallel. Requests are grouped by file and sorted
-// by time, split into runs, and the runs are shared among worker threads; each thread keeps its own
-// cache of open decoders keyed by file, so a file is opened once per thread and reused across
-// batches, and a run that moves forward through a file continues decoding instead of seeking.
+// Decodes every video frame of a training batch in parallel. Requests are grouped by file and
+// sorted by time, split into runs, and the runs are shared among worker threads; each thread keeps
+// its own cache of open decoders keyed by file, so a file is opened once per thread and reused
+// across batches, and a run that moves forward through a file continues decoding instead of
+// seeking.
 #pragma once
 
 #include <cstdint>
@@ -14,8 +15,8 @@
 namespace dexloop::video {
 
 struct FrameRequest {
-  int32_t file = 0;          // index into the `files` passed to DecoderPool::decode
-  double timestamp_s = 0.0;  // presentation time to decode, in seconds from the file's start
+  int32_t file = 0;           // index into the `files` passed to DecoderPool::decode
+  double timestamp_s = 0.0;   // presentation time to decode, in seconds from the file's start
   uint8_t* output = nullptr;  // destination of 3*height*width bytes, or null to decode only
   int32_t height = 0;         // frame size the destination holds; the file's frames must match
   int32_t width = 0;

@@ -1,6 +1,6 @@
 // Frame-accurate random access into one video file, decoding straight into caller-owned uint8 RGB
-// buffers. One VideoDecoder keeps its file and codec open between calls, so consecutive queries that
-// move forward in the file continue decoding instead of seeking again.
+// buffers. One VideoDecoder keeps its file and codec open between calls, so consecutive queries
+// that move forward in the file continue decoding instead of seeking again.
 #pragma once
 
 #include <cstdint>
@@ -49,12 +49,13 @@ class VideoDecoder {
   const std::string& path() const;
   const StreamInfo& info() const;
 
-  // For each timestamp (seconds, any order), decodes the frame whose presentation time is nearest and
-  // writes it as RGB into `outputs[i]` (rgb_frame_bytes(info()) bytes in `layout`). A null output
-  // decodes the frame without converting it. Seeks once to the keyframe at or before the earliest
-  // query, decodes forward, and seeks again only where a keyframe lies between the decoded position
-  // and the next query. Throws FrameTimestampError (naming the query and the nearest decoded time)
-  // when |pts - query| > tolerance_s, VideoDecodeError when the file cannot be decoded.
+  // For each timestamp (seconds, any order), decodes the frame whose presentation time is nearest
+  // and writes it as RGB into `outputs[i]` (rgb_frame_bytes(info()) bytes in `layout`). A null
+  // output decodes the frame without converting it. Seeks once to the keyframe at or before the
+  // earliest query, decodes forward, and seeks again only where a keyframe lies between the decoded
+  // position and the next query. Throws FrameTimestampError (naming the query and the nearest
+  // decoded time) when |pts - query| > tolerance_s, VideoDecodeError when the file cannot be
+  // decoded.
   void decode_at(std::span<const double> timestamps, double tolerance_s,
                  std::span<uint8_t* const> outputs, FrameLayout layout);
 

@@ -1,0 +1,35 @@
+"""Shared pytest set-up: the tests' data folder, no network, and helpers on sys.path."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).resolve().parent
+DATA = TESTS / "data"
+LEROBOT_DATA = DATA / "lerobot"
+LEROBOT_V21_DATA = DATA / "lerobot_v21"
+
+# The tests make or ship all their data; nothing may reach the Hugging Face Hub.
+os.environ["HF_HUB_OFFLINE"] = "1"
+sys.path.insert(0, str(TESTS))
+
+
+@pytest.fixture
+def public_0_copy(tmp_path: Path) -> Path:
+    """A writable copy of the LeRobot-recorded fixture dataset, for tests that damage it."""
+    target = tmp_path / "public_0"
+    shutil.copytree(LEROBOT_DATA / "public_0", target)
+    for path in target.rglob("*"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    return target
+
+
+def requires_ffmpeg() -> pytest.MarkDecorator:
+    return pytest.mark.skipif(
+        shutil.which("ffmpeg") is None, reason="the ffmpeg tool makes this test's videos"
+    )
