@@ -6,6 +6,9 @@ namespace nb = nanobind;
 
 NB_MODULE(_core, module) {
   module.doc() = "dexloop's native core: video decoding and dataset index maths";
+  // Objects still referenced from cycles torch or numpy hold at interpreter exit are reclaimed by
+  // the OS; nanobind's leak report would only be noise for users.
+  nb::set_leak_warnings(false);
   dexloop::bindings::register_errors(module);
   nb::module_ video = module.def_submodule("video", "FFmpeg-backed frame-accurate video decoding");
   dexloop::bindings::register_video(video);

@@ -18,7 +18,7 @@ import json
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -76,6 +76,10 @@ def painted_levels(episode_index: int, frame_index: int) -> tuple[int, int]:
 def painted_block_x(frame_index: int, width: int) -> int:
     """Left edge of the inverted block in a painted frame of this width."""
     return (frame_index * BLOCK_STEP) % (width - _block_width(width))
+
+
+# A frame source: (episode_index, frame_index, height, width) -> uint8 HWC RGB.
+Painter = Callable[[int, int, int, int], np.ndarray]
 
 
 def paint_frame(episode_index: int, frame_index: int, height: int, width: int) -> np.ndarray:
@@ -236,13 +240,14 @@ class _EncodeJob:
     episode_index: int
     length: int
     camera: CameraSpec
+    paint: Painter = paint_frame
 
 
 def _encode_episode(job: _EncodeJob, fps: int) -> None:
     """Encode the painted frames of one episode to its own mp4, as LeRobot encodes each episode."""
     camera = job.camera
     frames = np.stack(
-        [paint_frame(job.episode_index, f, camera.height, camera.width) for f in range(job.length)]
+        [job.paint(job.episode_index, f, camera.height, camera.width) for f in range(job.length)]
     )
     preset = ["-preset", str(SVT_AV1_PRESET)] if camera.codec == "libsvtav1" else []
     job.path.parent.mkdir(parents=True, exist_ok=True)
@@ -656,11 +661,12 @@ def _stats(
     rows: slice,
     episode_frames: Sequence[tuple[int, int]],
     keep_dtype: bool,
+    paint: Painter = paint_frame,
 ) -> dict[str, dict]:
     """Stats of every feature over `rows`; camera stats from the painted frames `episode_frames`."""
     stats = {key: _numeric_stats(values[rows], keep_dtype) for key, values in columns.items()}
     for key, camera in cameras.items():
-        frames = np.stack([paint_frame(e, f, camera.height, camera.width) for e, f in episode_frames])
+        frames = np.stack([paint(e, f, camera.height, camera.width) for e, f in episode_frames])
         stats[key] = _image_stats(frames)
     return stats
 
@@ -723,6 +729,7 @@ def write_v3_dataset(
     tasks: Sequence[str] = DEFAULT_TASKS,
     seed: int = 0,
     chunks_size: int = 1000,
+    paint: Painter = paint_frame,
 ) -> DatasetSpec:
     """Write a LeRobot v3.0 dataset under `root` (absent or empty) as LeRobot 0.6.1 lays it out.
 
@@ -732,7 +739,9 @@ def write_v3_dataset(
     ``tasks[e % len(tasks)]``. `episodes_per_data_file` / `episodes_per_video_file` (an int, or a
     dict per camera; None puts every episode in one file) group consecutive episodes into files, each
     kind and each camera rolling over independently; `chunks_size` is the number of files per
-    chunk directory. Per-episode stats columns are not written (the loader drops them).
+    chunk directory. Per-episode stats columns are not written (the loader drops them). `paint`
+    makes each camera frame (default: the identifiable painted frames; benchmarks pass camera-like
+    content, whose decoding costs what real footage costs).
     """
     extra_features = dict(extra_features or {})
     _check_extra_features(extra_features)
@@ -766,7 +775,7 @@ def write_v3_dataset(
             for (chunk, file), episode_indices in _group_by_file(positions).items():
                 path = root / V3_VIDEO_PATH.format(video_key=key, chunk_index=chunk, file_index=file)
                 files[path] = [
-                    _EncodeJob(Path(tmp) / key / f"episode_{e:06d}.mp4", e, plan.lengths[e], camera)
+                    _EncodeJob(Path(tmp) / key / f"episode_{e:06d}.mp4", e, plan.lengths[e], camera, paint)
                     for e in episode_indices
                 ]
                 frames_before = 0
@@ -803,7 +812,10 @@ def write_v3_dataset(
     _write_v3_episodes(root, episodes, data_positions, cameras)
     _write_tasks_parquet(root / "meta/tasks.parquet", plan.tasks)
     all_frames = [(e, f) for e, n in enumerate(plan.lengths) for f in range(n)]
-    _write_json(root / "meta/stats.json", _stats(columns, cameras, slice(None), all_frames, keep_dtype=False))
+    _write_json(
+        root / "meta/stats.json",
+        _stats(columns, cameras, slice(None), all_frames, keep_dtype=False, paint=paint),
+    )
     _write_json(
         root / "meta/info.json",
         {

@@ -107,8 +107,8 @@ def load_info(root: Path) -> DatasetInfo:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise
-    except OSError as error:
-        raise DatasetError(f"{path}: cannot read ({error})") from error
+    except (OSError, UnicodeDecodeError) as error:
+        raise DatasetError(f"{path}: cannot read as UTF-8 text ({error})") from error
     try:
         raw = json.loads(text)
     except json.JSONDecodeError as error:
@@ -180,6 +180,9 @@ def _check_feature(path: Path | str, name: str, feature: Any) -> None:
         isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in shape
     ):
         raise DatasetError(f"{path}: feature {name!r} needs a 'shape' of positive integers, found {shape!r}")
+    for optional in ("info", "video_info"):
+        if feature.get(optional) is not None and not isinstance(feature[optional], dict):
+            raise DatasetError(f"{path}: feature {name!r} has an {optional!r} that is not an object")
     if dtype in VISUAL_DTYPES and len(shape) != 3:
         raise DatasetError(f"{path}: {dtype} feature {name!r} must have shape [height, width, channels]")
 

@@ -25,6 +25,7 @@ from dexloop import _core
 from dexloop.errors import DatasetError, DatasetIndexError
 
 from . import hub
+from .collate import samples_of
 from .frame_table import FrameTable
 from .info import frame_size
 from .metadata import LeRobotDatasetMetadata
@@ -269,14 +270,12 @@ class LeRobotDataset(torch.utils.data.Dataset):
         return self.__getitems__([idx])[0]
 
     def __getitems__(self, indices: Sequence[int]) -> list[dict]:
-        """The items at ``indices``, built together (torch's DataLoader calls this with a batch)."""
+        """The items at ``indices``, built together (torch's DataLoader calls this with a batch).
+
+        Items are views into the batch's tensors; torch's default_collate hands that batch back
+        without copying it again (see dexloop.datasets.collate)."""
         rows = self._rows(indices)
-        batch = self._gather(rows)
-        count = len(rows)
-        per_key = {
-            key: value.unbind(0) if isinstance(value, torch.Tensor) else value for key, value in batch.items()
-        }
-        items = [{key: values[n] for key, values in per_key.items()} for n in range(count)]
+        items = samples_of(self._gather(rows), len(rows))
         if self.image_transforms is not None:
             for item in items:
                 for key in self.meta.camera_keys:
@@ -339,7 +338,7 @@ class LeRobotDataset(torch.utils.data.Dataset):
             source = windows[video.key][0] if video.key in windows else rows[:, None]
             steps = source.shape[1]
             times = self._timestamps[source].astype(np.float64) + video.from_timestamp[ordinals][:, None]
-            output = torch.empty((count, steps, 3, video.height, video.width), dtype=torch.uint8)
+            output = torch.from_numpy(_core.video.frame_batch((count, steps, 3, video.height, video.width)))
             frames[video.key] = output
             file_index.append(np.repeat(video.file_of_episode[ordinals], steps))
             timestamps.append(times.reshape(-1))

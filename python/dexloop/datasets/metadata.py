@@ -226,13 +226,27 @@ class LeRobotDatasetMetadata:
             raise DatasetIndexError(f"episode index {ep_index} is out of range for {count} episodes")
         return self.episodes[ep_index]
 
+    def _format_path(self, key: str, **fields: Any) -> Path:
+        template = self.info.data_path if key == "data_path" else self.info.video_path
+        if template is None:
+            raise DatasetError(f"{self.root / 'meta/info.json'}: {key} is null")
+        try:
+            return Path(template.format(**fields))
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError) as error:
+            raise DatasetError(
+                f"{self.root / 'meta/info.json'}: {key} {template!r} cannot be filled with "
+                f"{sorted(fields)} ({error!r})"
+            ) from error
+
     def get_data_file_path(self, ep_index: int) -> Path:
         """Path, relative to root, of the parquet file holding episode ``ep_index``."""
         row = self._episode_row(ep_index)
         if self.is_v21:
-            return Path(self.data_path.format(episode_chunk=row["data/chunk_index"], episode_index=ep_index))
-        return Path(
-            self.data_path.format(chunk_index=row["data/chunk_index"], file_index=row["data/file_index"])
+            return self._format_path(
+                "data_path", episode_chunk=row["data/chunk_index"], episode_index=ep_index
+            )
+        return self._format_path(
+            "data_path", chunk_index=row["data/chunk_index"], file_index=row["data/file_index"]
         )
 
     def get_video_file_path(self, ep_index: int, vid_key: str) -> Path:
@@ -240,24 +254,13 @@ class LeRobotDatasetMetadata:
         if vid_key not in self.video_keys:
             raise KeyError(f"{vid_key!r} is not a video feature; video features: {self.video_keys}")
         row = self._episode_row(ep_index)
-        if self.video_path is None:
-            raise DatasetError(
-                f"{self.root / 'meta/info.json'}: video_path is null but {vid_key!r} is a video"
-            )
+        chunk = row[f"videos/{vid_key}/chunk_index"]
         if self.is_v21:
-            return Path(
-                self.video_path.format(
-                    episode_chunk=row[f"videos/{vid_key}/chunk_index"],
-                    video_key=vid_key,
-                    episode_index=ep_index,
-                )
+            return self._format_path(
+                "video_path", episode_chunk=chunk, video_key=vid_key, episode_index=ep_index
             )
-        return Path(
-            self.video_path.format(
-                video_key=vid_key,
-                chunk_index=row[f"videos/{vid_key}/chunk_index"],
-                file_index=row[f"videos/{vid_key}/file_index"],
-            )
+        return self._format_path(
+            "video_path", video_key=vid_key, chunk_index=chunk, file_index=row[f"videos/{vid_key}/file_index"]
         )
 
     def __repr__(self) -> str:
@@ -274,26 +277,30 @@ class LeRobotDatasetMetadata:
 def read_parquet(path: Path, **kwargs: Any) -> pa.Table:
     """pyarrow's reader, memory-mapped, with failures turned into errors naming the file."""
     try:
-        return pq.read_table(path, memory_map=True, **kwargs)
+        table = pq.read_table(path, memory_map=True, **kwargs)
+        table.column_names  # noqa: B018 - decodes the field names: a damaged footer fails here
+        return table
     except FileNotFoundError:
         raise
-    except (pa.ArrowException, OSError) as error:
+    except (pa.ArrowException, OSError, ValueError) as error:
         raise DatasetError(f"{path}: not a readable parquet file ({error})") from error
 
 
 def _load_tasks(path: Path) -> pd.DataFrame:
+    """tasks.parquet as LeRobot's DataFrame: index "task" (the strings), column task_index. Built
+    from the physical columns, so a file written without pandas' index metadata reads the same (with
+    LeRobot such a file yields row numbers instead of task strings)."""
     table = read_parquet(path)
-    frame = table.to_pandas()
-    if "task" in frame.columns:
-        # Written without pandas' index metadata: LeRobot would then return row numbers as task
-        # strings; the column is what the writer meant.
-        frame = frame.set_index("task")
-    frame.index.name = "task"
-    if "task_index" not in frame.columns:
-        raise DatasetError(f"{path}: expected a 'task_index' column, found {list(frame.columns)}")
-    if not np.array_equal(frame["task_index"].to_numpy(), np.arange(len(frame))):
-        raise DatasetError(f"{path}: rows must be sorted by task_index 0..{len(frame) - 1}")
-    return frame
+    if "task" not in table.column_names or "task_index" not in table.column_names:
+        raise DatasetError(f"{path}: expected columns 'task' and 'task_index', found {table.column_names}")
+    try:
+        tasks = [str(task) for task in table.column("task").to_pylist()]
+        indices = table.column("task_index").to_numpy()
+    except (pa.ArrowException, ValueError) as error:
+        raise DatasetError(f"{path}: unreadable task columns ({error})") from error
+    if not np.array_equal(indices, np.arange(len(tasks))):
+        raise DatasetError(f"{path}: rows must be sorted by task_index 0..{len(tasks) - 1}")
+    return pd.DataFrame({"task_index": indices.astype(np.int64)}, index=pd.Index(tasks, name="task"))
 
 
 def _load_episodes(root: Path, info: DatasetInfo) -> pa.Table:
@@ -341,8 +348,12 @@ def _check_episode_order(table: pa.Table, where: Path) -> None:
 def _read_jsonl(path: Path) -> list[dict]:
     if not path.exists():
         raise FileNotFoundError(2, "missing metadata file", str(path))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise DatasetError(f"{path}: cannot read as UTF-8 text ({error})") from error
     rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:

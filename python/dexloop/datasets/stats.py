@@ -20,7 +20,7 @@ def load_stats(path: Path) -> Stats | None:
         return None
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as error:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise DatasetError(f"{path}: cannot read statistics ({error})") from error
     if not isinstance(raw, dict):
         raise DatasetError(f"{path}: expected an object of features")
