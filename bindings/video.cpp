@@ -14,7 +14,6 @@
 extern "C" {
 #include <libavutil/avutil.h>
 }
-#include "dexloop/common/buffer_pool.hpp"
 #include "dexloop/video/decode_only.hpp"
 #include "dexloop/video/decoder_pool.hpp"
 #include "dexloop/video/video_decoder.hpp"
@@ -25,7 +24,6 @@ using namespace nb::literals;
 namespace dexloop::bindings {
 namespace {
 
-using dexloop::BufferPool;
 using video::DecoderPool;
 using video::FrameLayout;
 using video::FrameRequest;
@@ -178,25 +176,6 @@ nb::tuple decode_frames_only(const std::vector<std::string>& files, Int32Vector 
   return nb::make_tuple(frames, seconds);
 }
 
-// A new uint8 array of `shape` whose memory comes from the frame buffer pool and goes back to it
-// when the array (and every tensor viewing it) is gone.
-nb::ndarray<nb::numpy, uint8_t> frame_batch(const std::vector<size_t>& shape) {
-  size_t bytes = 1;
-  for (size_t extent : shape) bytes *= extent;
-  struct Lease {
-    void* data;
-    size_t bytes;
-  };
-  auto* lease = new Lease{BufferPool::frames().acquire(bytes), bytes};
-  nb::capsule owner(lease, [](void* pointer) noexcept {
-    auto* held = static_cast<Lease*>(pointer);
-    BufferPool::frames().release(held->data, held->bytes);
-    delete held;
-  });
-  return nb::ndarray<nb::numpy, uint8_t>(static_cast<uint8_t*>(lease->data), shape.size(),
-                                         shape.data(), owner);
-}
-
 }  // namespace
 
 void register_video(nb::module_& module) {
@@ -262,15 +241,11 @@ void register_video(nb::module_& module) {
       "ffmpeg_version", [] { return std::string(av_version_info()); },
       "Version of the FFmpeg libraries dexloop decodes with.");
 
-  module.def(
-      "frame_batch", &frame_batch, "shape"_a,
-      "An uninitialised uint8 array for decoded frames, its memory recycled from earlier batches "
-      "(already mapped, so filling it costs no page faults).");
-
   module.def("decode_frames_only", &decode_frames_only, "files"_a, "file_index"_a, "timestamps"_a,
              "threads"_a = 1,
              "Benchmark baseline: the least FFmpeg work fetching these frames (no conversion, no "
-             "output). Returns (frames_decoded, seconds spent decoding, files already open).");
+             "output). Returns (frames decoded, seconds spent decoding); files are opened before "
+             "the timed part.");
 }
 
 }  // namespace dexloop::bindings

@@ -39,7 +39,8 @@ std::string make_seed_video(const std::filesystem::path& dir, const char* codec,
                             int gop) {
   std::string path = (dir / name).string();
   std::string command =
-      std::string("ffmpeg -nostdin -loglevel error -y -f lavfi -i testsrc2=size=64x64:rate=15 ") +
+      std::string(
+          "SVT_LOG=1 ffmpeg -nostdin -loglevel error -y -f lavfi -i testsrc2=size=64x64:rate=15 ") +
       "-frames:v 24 -c:v " + codec + " -g " + std::to_string(gop) + " -pix_fmt yuv420p '" + path +
       "'";
   if (std::system(command.c_str()) != 0) {

@@ -61,11 +61,12 @@ inline TestVideo make_test_video(const std::string& name, const std::string& cod
   }
   std::string options = codec == "libsvtav1" ? " -preset 12 -crf 30" : " -crf 20";
   if (codec == "libx265") options += " -x265-params log-level=none";
-  std::string command = "ffmpeg -nostdin -loglevel error -y -f rawvideo -pix_fmt rgb24 -s " +
-                        std::to_string(width) + "x" + std::to_string(height) + " -r " +
-                        std::to_string(fps) + " -i '" + raw.string() + "' -c:v " + codec + " -g " +
-                        std::to_string(gop) + options + " -pix_fmt yuv420p '" + video.path +
-                        ".part.mp4'";
+  // SVT_LOG=1: SVT-AV1 prints its configuration banner to stderr unless told to report errors only.
+  std::string command =
+      "SVT_LOG=1 ffmpeg -nostdin -loglevel error -y -f rawvideo -pix_fmt rgb24 -s " +
+      std::to_string(width) + "x" + std::to_string(height) + " -r " + std::to_string(fps) +
+      " -i '" + raw.string() + "' -c:v " + codec + " -g " + std::to_string(gop) + options +
+      " -pix_fmt yuv420p '" + video.path + ".part.mp4'";
   if (std::system(command.c_str()) != 0) throw std::runtime_error("ffmpeg failed: " + command);
   std::filesystem::rename(video.path + ".part.mp4", video.path);
   std::filesystem::remove(raw);

@@ -338,7 +338,7 @@ class LeRobotDataset(torch.utils.data.Dataset):
             source = windows[video.key][0] if video.key in windows else rows[:, None]
             steps = source.shape[1]
             times = self._timestamps[source].astype(np.float64) + video.from_timestamp[ordinals][:, None]
-            output = torch.from_numpy(_core.video.frame_batch((count, steps, 3, video.height, video.width)))
+            output = torch.empty((count, steps, 3, video.height, video.width), dtype=torch.uint8)
             frames[video.key] = output
             file_index.append(np.repeat(video.file_of_episode[ordinals], steps))
             timestamps.append(times.reshape(-1))
