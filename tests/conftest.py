@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 TESTS = Path(__file__).resolve().parent
 DATA = TESTS / "data"
@@ -27,6 +28,18 @@ def public_0_copy(tmp_path: Path) -> Path:
     for path in target.rglob("*"):
         path.chmod(0o755 if path.is_dir() else 0o644)
     return target
+
+
+def assert_same_values(actual: dict, expected: dict) -> None:
+    """Same keys in the same order, tensors equal in dtype, shape and every value, other values equal."""
+    assert list(actual) == list(expected)
+    for key, value in expected.items():
+        if isinstance(value, torch.Tensor):
+            torch.testing.assert_close(
+                actual[key], value, rtol=0, atol=0, msg=lambda m, key=key: f"{key}: {m}"
+            )
+        else:
+            assert actual[key] == value, key
 
 
 def requires_ffmpeg() -> pytest.MarkDecorator:

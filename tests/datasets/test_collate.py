@@ -10,7 +10,7 @@ import torch
 from dexloop.datasets import LeRobotDataset
 from dexloop.datasets.collate import Sample
 
-from conftest import LEROBOT_DATA
+from conftest import LEROBOT_DATA, assert_same_values
 
 collate = torch.utils.data.default_collate
 DELTAS = {"action": [k / 30 for k in range(4)], "observation.images.top": [-1 / 30, 0.0]}
@@ -25,20 +25,11 @@ def stacked(items: list[dict]) -> dict:
     return collate([dict(item) for item in items])
 
 
-def assert_same_batch(actual: dict, expected: dict) -> None:
-    assert list(actual) == list(expected)
-    for key, value in expected.items():
-        if isinstance(value, torch.Tensor):
-            torch.testing.assert_close(actual[key], value, rtol=0, atol=0)
-        else:
-            assert actual[key] == value
-
-
 def test_one_whole_batch_is_returned_without_copying() -> None:
     items = open_dataset().__getitems__([5, 90, 44, 3])
     assert all(isinstance(item, Sample) and isinstance(item, dict) for item in items)
     batch = collate(items)
-    assert_same_batch(batch, stacked(items))
+    assert_same_values(batch, stacked(items))
     frames = batch["observation.images.top"]
     assert frames.shape == (4, 2, 3, 64, 96) and frames.dtype == torch.float32
     assert frames[1].data_ptr() == items[1]["observation.images.top"].data_ptr()  # no copy
@@ -48,10 +39,10 @@ def test_items_of_different_batches_or_reordered_are_stacked() -> None:
     dataset = open_dataset()
     first, second = dataset.__getitems__([1, 2]), dataset.__getitems__([3, 4])
     mixed = [first[0], second[1]]
-    assert_same_batch(collate(mixed), stacked(mixed))
+    assert_same_values(collate(mixed), stacked(mixed))
     reordered = [first[1], first[0]]
     batch = collate(reordered)
-    assert_same_batch(batch, stacked(reordered))
+    assert_same_values(batch, stacked(reordered))
     assert batch["index"].tolist() == [2, 1]
     partial = dataset.__getitems__([7, 8, 9])[:2]
     assert collate(partial)["index"].tolist() == [7, 8]
@@ -64,7 +55,7 @@ def test_a_changed_item_is_collated_with_its_change() -> None:
     del items[2]["extra"]
     batch = collate(items)
     assert torch.equal(batch["action"][1], torch.zeros(4, 6))
-    assert_same_batch(batch, stacked(items))
+    assert_same_values(batch, stacked(items))
 
 
 def test_image_transforms_apply_to_every_camera_and_reach_the_batch() -> None:
@@ -80,11 +71,11 @@ def test_image_transforms_apply_to_every_camera_and_reach_the_batch() -> None:
         torch.testing.assert_close(
             item["observation.images.top"], reference["observation.images.top"].flip(-1)
         )
-    assert_same_batch(collate(items), stacked(items))
+    assert_same_values(collate(items), stacked(items))
 
 
 def test_items_pickle_as_plain_dicts() -> None:
     item = open_dataset()[3]
     restored = pickle.loads(pickle.dumps(item))
     assert type(restored) is dict
-    assert_same_batch(collate([restored]), stacked([item]))
+    assert_same_values(collate([restored]), stacked([item]))

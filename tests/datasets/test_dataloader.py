@@ -8,7 +8,7 @@ import torch
 
 from dexloop.datasets import LeRobotDataset
 
-from conftest import LEROBOT_DATA
+from conftest import LEROBOT_DATA, assert_same_values
 
 DELTAS = {
     "observation.state": [-0.1, -1 / 30, 0.0],
@@ -38,12 +38,7 @@ def expected_batches(dataset: LeRobotDataset, batch_size: int) -> list[dict]:
 def assert_batches_equal(actual: list[dict], expected: list[dict]) -> None:
     assert len(actual) == len(expected)
     for got, want in zip(actual, expected, strict=True):
-        assert list(got) == list(want)
-        for key in want:
-            if isinstance(want[key], torch.Tensor):
-                torch.testing.assert_close(got[key], want[key], rtol=0, atol=0)
-            else:
-                assert got[key] == want[key]
+        assert_same_values(got, want)
 
 
 def test_dataloader_uses_the_batch_path_and_matches_items() -> None:

@@ -17,7 +17,7 @@ import torch
 
 from dexloop.datasets import LeRobotDataset
 
-from conftest import requires_ffmpeg
+from conftest import assert_same_values, requires_ffmpeg
 from synth import (
     CameraSpec,
     assert_painted_frame,
@@ -153,13 +153,7 @@ def test_one_item_and_its_batch_agree(generated: dict[str, Path]) -> None:
     dataset = LeRobotDataset("two", root=root, delta_timestamps=deltas)
     positions = [58, 0, 27, 1, 58, 40]
     for position, batched in zip(positions, dataset.__getitems__(positions), strict=True):
-        single = dataset[position]
-        assert list(single) == list(batched)
-        for key in single:
-            if isinstance(single[key], torch.Tensor):
-                torch.testing.assert_close(single[key], batched[key], rtol=0, atol=0)
-            else:
-                assert single[key] == batched[key]
+        assert_same_values(dataset[position], batched)
 
 
 def test_metadata_of_a_generated_dataset(generated: dict[str, Path]) -> None:
