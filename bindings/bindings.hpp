@@ -8,5 +8,6 @@ namespace dexloop::bindings {
 void register_errors(nanobind::module_& module);
 void register_video(nanobind::module_& module);
 void register_dataset(nanobind::module_& module);
+void register_bus(nanobind::module_& module);
 
 }  // namespace dexloop::bindings

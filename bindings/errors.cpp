@@ -35,6 +35,14 @@ void translate(const std::exception_ptr& pointer, void*) {
     raise_python("FrameTimestampError", error.what());
   } catch (const VideoDecodeError& error) {
     raise_python("VideoDecodeError", error.what());
+  } catch (const BusTimeoutError& error) {
+    raise_python("BusTimeoutError", error.what());
+  } catch (const BusProtocolError& error) {
+    raise_python("BusProtocolError", error.what());
+  } catch (const ServoError& error) {
+    raise_python("ServoError", error.what());
+  } catch (const BusError& error) {
+    raise_python("BusError", error.what());
   } catch (const DatasetError& error) {
     raise_python("DatasetError", error.what());
   } catch (const Error& error) {

@@ -14,4 +14,6 @@ NB_MODULE(_core, module) {
   dexloop::bindings::register_video(video);
   nb::module_ dataset = module.def_submodule("dataset", "Episode index maths of delta_timestamps");
   dexloop::bindings::register_dataset(dataset);
+  nb::module_ bus = module.def_submodule("bus", "Feetech and Dynamixel servo bus transactions and control tables");
+  dexloop::bindings::register_bus(bus);
 }

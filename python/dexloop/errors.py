@@ -38,12 +38,39 @@ class FrameTimestampError(DexloopError, ValueError):
     ValueError subclass of the same name)."""
 
 
+class BusError(DexloopError, ConnectionError):
+    """A servo bus cannot be used: the serial port cannot be opened or configured, or failed.
+    A ConnectionError, as LeRobot's buses raise for communication failures."""
+
+
+class BusTimeoutError(BusError, TimeoutError):
+    """No (complete) status packet arrived before the transaction's deadline, after every retry."""
+
+
+class BusProtocolError(BusError):
+    """Replies arrived but were corrupt (checksum, truncation), from another id, or of the wrong length."""
+
+
+class ServoError(DexloopError, RuntimeError):
+    """A servo answered with error bits set (voltage, overheating, overload, ...). A RuntimeError, as
+    LeRobot raises for status packets with errors."""
+
+
+class SafetyLimitError(DexloopError, ValueError):
+    """A command outside the configured safety limits of a robot."""
+
+
 __all__ = [
+    "BusError",
+    "BusProtocolError",
+    "BusTimeoutError",
     "DatasetError",
     "DatasetIndexError",
     "DatasetNotFoundError",
     "DatasetVersionError",
     "DexloopError",
     "FrameTimestampError",
+    "SafetyLimitError",
+    "ServoError",
     "VideoDecodeError",
 ]

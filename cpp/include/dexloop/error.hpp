@@ -31,6 +31,32 @@ class FrameTimestampError : public Error {
   using Error::Error;
 };
 
+// A serial port cannot be opened or configured, or a bus is used in a state that does not allow it.
+// Per-transaction failures (timeouts, corrupt replies, servo errors) are statuses, not exceptions,
+// until the Python edge.
+class BusError : public Error {
+ public:
+  using Error::Error;
+};
+
+// No (complete) reply arrived before a transaction's deadline.
+class BusTimeoutError : public BusError {
+ public:
+  using BusError::BusError;
+};
+
+// Replies arrived but were corrupt, from another id, or of the wrong length.
+class BusProtocolError : public BusError {
+ public:
+  using BusError::BusError;
+};
+
+// A servo answered with error bits set (overload, overheating, voltage, ...).
+class ServoError : public BusError {
+ public:
+  using BusError::BusError;
+};
+
 // Formats a double with enough digits to tell neighbouring frame timestamps apart.
 std::string format_seconds(double seconds);
 

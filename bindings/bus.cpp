@@ -1,0 +1,362 @@
+// dexloop._core.bus: control tables, and ServoBus transactions with register-aware value encoding.
+// Transactions run with the GIL released; their statuses become exceptions here, named after
+// dexloop.errors (BusTimeoutError, BusProtocolError, ServoError) with the port, operation,
+// register, motor and tries in the message.
+#include <nanobind/ndarray.h>
+#include <nanobind/stl/pair.h>
+#include <nanobind/stl/string.h>
+#include <nanobind/stl/string_view.h>
+#include <nanobind/stl/vector.h>
+
+#include <string>
+#include <vector>
+
+#include "bindings.hpp"
+#include "dexloop/bus/control_table.hpp"
+#include "dexloop/bus/dynamixel_protocol.hpp"
+#include "dexloop/bus/feetech_protocol.hpp"
+#include "dexloop/bus/servo_bus.hpp"
+#include "dexloop/error.hpp"
+
+namespace nb = nanobind;
+using namespace nb::literals;
+
+namespace dexloop::bindings {
+namespace {
+
+using bus::ModelInfo;
+using bus::Register;
+using bus::Result;
+using bus::ServoBus;
+using bus::Status;
+using bus::Vendor;
+
+using Ids = nb::ndarray<const uint8_t, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
+using Values = nb::ndarray<const int64_t, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
+
+Vendor vendor_of(const std::string& name) {
+  if (name == "feetech") return Vendor::kFeetech;
+  if (name == "dynamixel") return Vendor::kDynamixel;
+  throw nb::value_error(("vendor must be 'feetech' or 'dynamixel', got '" + name + "'").c_str());
+}
+
+const char* vendor_name(Vendor vendor) {
+  return vendor == Vendor::kFeetech ? "feetech" : "dynamixel";
+}
+
+std::string servo_error_text(Vendor vendor, uint8_t error) {
+  std::string text;
+  auto add = [&](const char* name) { text += text.empty() ? name : std::string(", ") + name; };
+  if (vendor == Vendor::kFeetech) {
+    if (error & bus::feetech::kErrorVoltage) add("input voltage");
+    if (error & bus::feetech::kErrorAngleSensor) add("angle sensor");
+    if (error & bus::feetech::kErrorOverheat) add("overheating");
+    if (error & bus::feetech::kErrorOverCurrent) add("over-current");
+    if (error & bus::feetech::kErrorOverload) add("overload");
+  } else {
+    static const char* numbers[] = {"",           "result fail", "instruction error",
+                                    "CRC error",  "data range",  "data length",
+                                    "data limit", "access error"};
+    if ((error & 0x7F) != 0 && (error & 0x7F) < 8) add(numbers[error & 0x7F]);
+    if (error & bus::dynamixel::kErrorAlert) add("hardware alert (see Hardware_Error_Status)");
+  }
+  return text.empty() ? "unknown error" : text;
+}
+
+// Raises the exception a failed status stands for.
+void check(const ServoBus& servo_bus, const Result& result, const std::string& operation) {
+  if (result.ok()) return;
+  std::string where = std::string(vendor_name(servo_bus.options().vendor)) + " bus " +
+                      servo_bus.port_path() + ": " + operation;
+  std::string tries =
+      " after " + std::to_string(result.attempts) + (result.attempts == 1 ? " try" : " tries");
+  std::string motor = " motor " + std::to_string(result.id);
+  switch (result.status) {
+    case Status::kTimeout:
+      throw BusTimeoutError(where + ": no status packet from" + motor + tries + " (deadline " +
+                            std::to_string(servo_bus.options().latency_margin_ms) +
+                            " ms beyond the wire time)");
+    case Status::kCorrupt:
+      throw BusProtocolError(where +
+                             ": corrupt status packet (checksum or truncation) while waiting for" +
+                             motor + tries);
+    case Status::kWrongId:
+      throw BusProtocolError(where + ": only replies from other ids arrived while waiting for" +
+                             motor + tries);
+    case Status::kBadLength:
+      throw BusProtocolError(where + ": status packet of" + motor + " has the wrong length" +
+                             tries);
+    case Status::kServoError:
+      throw ServoError(where + ":" + motor + " reports " +
+                       servo_error_text(servo_bus.options().vendor, result.servo_error) +
+                       " (error byte 0x" +
+                       [&] {
+                         char hex[3];
+                         std::snprintf(hex, sizeof(hex), "%02X", result.servo_error);
+                         return std::string(hex);
+                       }() +
+                       ")");
+    case Status::kPortError:
+      throw BusError(where + ": the serial port failed (unplugged, or not open)");
+    case Status::kTxError:
+      throw nb::value_error((where + ": invalid arguments for the instruction").c_str());
+    case Status::kOk:
+      return;
+  }
+}
+
+uint32_t encode_value(const ServoBus& servo_bus, const Register& reg, int64_t value) {
+  std::optional<uint32_t> raw = bus::encode_signed(value, reg.size, reg.encoding);
+  if (!raw) {
+    throw nb::value_error(("value " + std::to_string(value) + " does not fit register " +
+                           std::string(reg.name) + " (" + std::to_string(reg.size) + " bytes" +
+                           (reg.encoding.kind == bus::SignEncoding::kSignMagnitude
+                                ? ", sign bit " + std::to_string(reg.encoding.sign_bit)
+                                : std::string()) +
+                           ") on " + servo_bus.port_path())
+                              .c_str());
+  }
+  return *raw;
+}
+
+std::pair<int, int> ping(ServoBus& servo_bus, int id, int retries) {
+  uint16_t model = 0;
+  uint8_t firmware = 0;
+  Result result;
+  {
+    nb::gil_scoped_release release;
+    result = servo_bus.ping(static_cast<uint8_t>(id), retries, &model, &firmware);
+  }
+  check(servo_bus, result, "ping of motor " + std::to_string(id));
+  return {model, firmware};
+}
+
+int64_t read(ServoBus& servo_bus, int id, const Register& reg, int retries) {
+  uint8_t bytes[4] = {};
+  Result result;
+  {
+    nb::gil_scoped_release release;
+    result = servo_bus.read(static_cast<uint8_t>(id), reg.address, reg.size, bytes, retries);
+  }
+  check(servo_bus, result, "read " + std::string(reg.name) + " of motor " + std::to_string(id));
+  return bus::decode_signed(bus::load_unsigned(bytes, reg.size, servo_bus.byte_order()), reg.size,
+                            reg.encoding);
+}
+
+void write(ServoBus& servo_bus, int id, const Register& reg, int64_t value, int retries) {
+  uint8_t bytes[4] = {};
+  bus::store_unsigned(encode_value(servo_bus, reg, value), bytes, reg.size, servo_bus.byte_order());
+  Result result;
+  {
+    nb::gil_scoped_release release;
+    result = servo_bus.write(static_cast<uint8_t>(id), reg.address,
+                             std::span<const uint8_t>(bytes, reg.size), retries);
+  }
+  check(servo_bus, result, "write " + std::string(reg.name) + " of motor " + std::to_string(id));
+}
+
+nb::ndarray<nb::numpy, int64_t> sync_read(ServoBus& servo_bus, Ids ids, const Register& reg,
+                                          int retries, bool fast) {
+  const size_t count = ids.shape(0);
+  if (count == 0 || count > ServoBus::kMaxMotors)
+    throw nb::value_error("sync_read needs 1 to 64 motor ids");
+  uint8_t raw[ServoBus::kMaxMotors * 4];
+  Result result;
+  {
+    nb::gil_scoped_release release;
+    result = servo_bus.sync_read(std::span<const uint8_t>(ids.data(), count), reg.address, reg.size,
+                                 raw, nullptr, retries, fast);
+  }
+  check(servo_bus, result, std::string(fast ? "fast " : "") + "sync_read " + std::string(reg.name));
+  auto* values = new int64_t[count];
+  nb::capsule owner(values,
+                    [](void* pointer) noexcept { delete[] static_cast<int64_t*>(pointer); });
+  for (size_t i = 0; i < count; ++i) {
+    values[i] =
+        bus::decode_signed(bus::load_unsigned(raw + i * reg.size, reg.size, servo_bus.byte_order()),
+                           reg.size, reg.encoding);
+  }
+  return nb::ndarray<nb::numpy, int64_t>(values, {count}, owner);
+}
+
+void sync_write(ServoBus& servo_bus, Ids ids, const Register& reg, Values values) {
+  const size_t count = ids.shape(0);
+  if (values.shape(0) != count) throw nb::value_error("sync_write needs one value per motor id");
+  if (count == 0 || count > ServoBus::kMaxMotors)
+    throw nb::value_error("sync_write needs 1 to 64 motor ids");
+  uint8_t raw[ServoBus::kMaxMotors * 4];
+  for (size_t i = 0; i < count; ++i) {
+    bus::store_unsigned(encode_value(servo_bus, reg, values.data()[i]), raw + i * reg.size,
+                        reg.size, servo_bus.byte_order());
+  }
+  Result result;
+  {
+    nb::gil_scoped_release release;
+    result = servo_bus.sync_write(std::span<const uint8_t>(ids.data(), count), reg.address,
+                                  reg.size, std::span<const uint8_t>(raw, count * reg.size));
+  }
+  check(servo_bus, result, "sync_write " + std::string(reg.name));
+}
+
+nb::dict broadcast_ping(ServoBus& servo_bus, double window_ms) {
+  uint8_t ids[253];
+  uint16_t models[253];
+  size_t found = 0;
+  {
+    nb::gil_scoped_release release;
+    found = servo_bus.broadcast_ping(window_ms, ids, models);
+  }
+  nb::dict result;
+  for (size_t i = 0; i < found; ++i) result[nb::int_(ids[i])] = nb::int_(models[i]);
+  return result;
+}
+
+nb::dict traffic(const ServoBus& servo_bus) {
+  const bus::Traffic& t = servo_bus.traffic();
+  nb::dict result;
+  result["transactions"] = t.transactions;
+  result["bytes_sent"] = t.bytes_sent;
+  result["bytes_received"] = t.bytes_received;
+  result["retries"] = t.retries;
+  result["timeouts"] = t.timeouts;
+  result["corrupt_replies"] = t.corrupt_replies;
+  return result;
+}
+
+const char* sign_kind(const Register& reg) {
+  switch (reg.encoding.kind) {
+    case bus::SignEncoding::kSignMagnitude:
+      return "sign_magnitude";
+    case bus::SignEncoding::kTwosComplement:
+      return "twos_complement";
+    default:
+      return "unsigned";
+  }
+}
+
+}  // namespace
+
+void register_bus(nb::module_& module) {
+  nb::class_<Register>(module, "Register", "One register of a servo's control table.")
+      .def_prop_ro("name", [](const Register& reg) { return std::string(reg.name); })
+      .def_ro("address", &Register::address)
+      .def_ro("size", &Register::size)
+      .def_ro("read_only", &Register::read_only)
+      .def_prop_ro("sign", &sign_kind,
+                   "'unsigned', 'sign_magnitude' (Feetech) or 'twos_complement' (Dynamixel)")
+      .def_prop_ro("sign_bit", [](const Register& reg) { return reg.encoding.sign_bit; })
+      .def("__repr__", [](const Register& reg) {
+        return "Register('" + std::string(reg.name) + "', address=" + std::to_string(reg.address) +
+               ", size=" + std::to_string(reg.size) + ", sign='" + sign_kind(reg) + "')";
+      });
+
+  nb::class_<ModelInfo>(module, "ModelInfo",
+                        "A servo model: its control table, number, resolution and baud rates.")
+      .def_prop_ro("name", [](const ModelInfo& model) { return std::string(model.name); })
+      .def_prop_ro("vendor", [](const ModelInfo& model) { return vendor_name(model.vendor); })
+      .def_ro("protocol", &ModelInfo::protocol)
+      .def_ro("model_number", &ModelInfo::model_number)
+      .def_ro("resolution", &ModelInfo::resolution)
+      .def_ro("persistent_end", &ModelInfo::persistent_end,
+              "Registers below this address are EEPROM.")
+      .def_prop_ro(
+          "registers",
+          [](const ModelInfo& model) {
+            nb::dict result;
+            for (const Register& reg : model.registers)
+              result[nb::str(reg.name.data(), reg.name.size())] =
+                  nb::cast(reg, nb::rv_policy::reference);
+            return result;
+          },
+          "{name: Register} in address order")
+      .def_prop_ro(
+          "baudrates",
+          [](const ModelInfo& model) {
+            nb::dict result;
+            for (const bus::BaudRateCode& entry : model.baudrates)
+              result[nb::int_(entry.baudrate)] = entry.code;
+            return result;
+          },
+          "{baud rate: Baud_Rate register value}")
+      .def_prop_ro("operating_modes",
+                   [](const ModelInfo& model) {
+                     return std::vector<int>(model.operating_modes.begin(),
+                                             model.operating_modes.end());
+                   })
+      .def("__repr__", [](const ModelInfo& model) {
+        return "ModelInfo('" + std::string(model.name) + "', vendor='" + vendor_name(model.vendor) +
+               "', model_number=" + std::to_string(model.model_number) + ")";
+      });
+
+  module.def(
+      "all_models",
+      [] {
+        nb::list result;
+        for (const ModelInfo& model : bus::all_models())
+          result.append(nb::cast(&model, nb::rv_policy::reference));
+        return result;
+      },
+      "Every model in LeRobot's tables, series keys ('sts_series', 'x_series') included.");
+  module.def(
+      "find_model", [](std::string_view name) { return bus::find_model(name); }, "name"_a,
+      nb::rv_policy::reference, "The model named `name`, or None.");
+  module.def(
+      "find_model_number",
+      [](const std::string& vendor, int number) {
+        return bus::find_model_number(vendor_of(vendor), static_cast<uint16_t>(number));
+      },
+      "vendor"_a, "model_number"_a, nb::rv_policy::reference);
+  module.def(
+      "scan_baudrates",
+      [](const std::string& vendor) {
+        std::span<const int> rates = bus::scan_baudrates(vendor_of(vendor));
+        return std::vector<int>(rates.begin(), rates.end());
+      },
+      "vendor"_a, "Baud rates LeRobot scans when looking for motors.");
+
+  nb::class_<ServoBus>(
+      module, "ServoBus",
+      "Transactions on a Feetech or Dynamixel bus over a serial port (or a simulator's pty).")
+      .def(
+          "__init__",
+          [](ServoBus* self, const std::string& port, const std::string& vendor, int protocol,
+             int baudrate, double latency_margin_ms) {
+            bus::BusOptions options;
+            options.vendor = vendor_of(vendor);
+            options.protocol = protocol;
+            options.baudrate = baudrate;
+            options.latency_margin_ms = latency_margin_ms;
+            new (self) ServoBus(port, options);
+          },
+          "port"_a, "vendor"_a, "protocol"_a, "baudrate"_a = 1'000'000,
+          "latency_margin_ms"_a = 10.0)
+      .def("open", &ServoBus::open, nb::call_guard<nb::gil_scoped_release>())
+      .def("close", &ServoBus::close)
+      .def_prop_ro("is_open", &ServoBus::is_open)
+      .def_prop_ro("port", &ServoBus::port_path)
+      .def_prop_ro(
+          "vendor",
+          [](const ServoBus& servo_bus) { return vendor_name(servo_bus.options().vendor); })
+      .def_prop_ro("protocol",
+                   [](const ServoBus& servo_bus) { return servo_bus.options().protocol; })
+      .def_prop_rw("baudrate", &ServoBus::baudrate, &ServoBus::set_baudrate)
+      .def_prop_ro("low_latency", &ServoBus::low_latency,
+                   "Whether the serial driver accepted the low-latency flag (USB adapters).")
+      .def_prop_ro("traffic", &traffic,
+                   "Counters since open(): transactions, bytes, retries, timeouts.")
+      .def("timeout_ms", &ServoBus::timeout_ms, "sent"_a, "received"_a, "replies"_a,
+           "The deadline of a transaction of `sent` + `received` bytes from `replies` servos.")
+      .def("ping", &ping, "id"_a, "retries"_a = 0, "(model_number, firmware) of motor `id`.")
+      .def("read", &read, "id"_a, "register"_a, "retries"_a = 0,
+           "A register of one motor, sign-decoded.")
+      .def("write", &write, "id"_a, "register"_a, "value"_a, "retries"_a = 0,
+           "Writes a (signed) value and waits for the status packet.")
+      .def("sync_read", &sync_read, "ids"_a, "register"_a, "retries"_a = 0, "fast"_a = false,
+           "A register of every motor in one instruction: int64 values in the order of `ids`.")
+      .def("sync_write", &sync_write, "ids"_a, "register"_a, "values"_a,
+           "One broadcast writing a value to every motor; no reply.")
+      .def("broadcast_ping", &broadcast_ping, "window_ms"_a,
+           "{id: model_number} of every motor answering.");
+}
+
+}  // namespace dexloop::bindings

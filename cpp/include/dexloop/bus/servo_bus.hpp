@@ -1,0 +1,122 @@
+// Transactions on a Feetech (SCS/STS) or Dynamixel (Protocol 2.0) servo bus.
+//
+// Each call sends one instruction packet and collects the replies it expects before a deadline
+// computed from the baud rate and the bytes on the wire (request + replies) plus a margin for the
+// USB adapter and the servos' turnaround. Failures are statuses (Result), retried immediately up to
+// `retries` times when they are communication failures (timeout, corrupt or foreign replies), never
+// when a servo reported error bits: the behaviour of LeRobot's buses. Buffers are preallocated; a
+// transaction neither allocates nor throws.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+
+#include "dexloop/bus/control_table.hpp"
+#include "dexloop/bus/serial_port.hpp"
+#include "dexloop/bus/status.hpp"
+
+namespace dexloop::bus {
+
+struct BusOptions {
+  Vendor vendor = Vendor::kFeetech;
+  int protocol = 0;  // Feetech 0 (STS/SMS) or 1 (SCS); Dynamixel 2
+  int baudrate = 1'000'000;
+  // Allowance beyond the wire time of a transaction: USB adapter latency and servo turnaround.
+  double latency_margin_ms = 10.0;
+  // Extra allowance per replying servo (its Return_Delay_Time; LeRobot configures 0).
+  double per_reply_margin_ms = 0.1;
+};
+
+// Counters of what went over the wire since the bus was opened.
+struct Traffic {
+  uint64_t transactions = 0;
+  uint64_t bytes_sent = 0;
+  uint64_t bytes_received = 0;
+  uint64_t retries = 0;
+  uint64_t timeouts = 0;
+  uint64_t corrupt_replies = 0;
+};
+
+class ServoBus {
+ public:
+  static constexpr size_t kMaxMotors = 64;
+
+  ServoBus(std::string port, BusOptions options);
+
+  // Throws BusError when the port cannot be opened or configured.
+  void open();
+  void close();
+  bool is_open() const { return port_.is_open(); }
+  const std::string& port_path() const { return path_; }
+  const BusOptions& options() const { return options_; }
+  int baudrate() const { return options_.baudrate; }
+  void set_baudrate(int baudrate);
+  bool low_latency() const { return port_.low_latency(); }
+  const Traffic& traffic() const { return traffic_; }
+  ByteOrder byte_order() const;
+
+  // The deadline a transaction of `sent` request bytes expecting `received` reply bytes from
+  // `replies` servos gets, in milliseconds.
+  double timeout_ms(size_t sent, size_t received, size_t replies) const;
+
+  // PING `id`. Feetech also reads Model_Number, as its SDK does; Dynamixel's reply carries it and
+  // the firmware version. Either output may be null.
+  Result ping(uint8_t id, int retries, uint16_t* model_number, uint8_t* firmware);
+
+  // READ `size` bytes at `address` of `id` into `out` (raw register bytes, the bus's byte order).
+  Result read(uint8_t id, uint16_t address, uint16_t size, uint8_t* out, int retries);
+
+  // WRITE `data` at `address` of `id`, waiting for its status packet.
+  Result write(uint8_t id, uint16_t address, std::span<const uint8_t> data, int retries);
+
+  // SYNC_READ `size` bytes at `address` of every id into `out` (ids.size() * size bytes, in the
+  // order of `ids`) and each reply's error byte into `errors` (may be null). With `fast`,
+  // Dynamixel's FAST_SYNC_READ (one combined reply).
+  Result sync_read(std::span<const uint8_t> ids, uint16_t address, uint16_t size, uint8_t* out,
+                   uint8_t* errors, int retries, bool fast = false);
+
+  // SYNC_WRITE `data` (ids.size() blocks of `size` bytes) at `address`: one broadcast, no reply.
+  Result sync_write(std::span<const uint8_t> ids, uint16_t address, uint16_t size,
+                    std::span<const uint8_t> data);
+
+  // Dynamixel BULK_READ: sizes[i] bytes at addresses[i] of ids[i], concatenated into `out`.
+  Result bulk_read(std::span<const uint8_t> ids, std::span<const uint16_t> addresses,
+                   std::span<const uint16_t> sizes, uint8_t* out, uint8_t* errors, int retries);
+
+  // PING to the broadcast id; every servo answering within `window_ms` is reported (id and model
+  // number; Feetech model numbers are read afterwards, as LeRobot does). Returns how many were
+  // found.
+  size_t broadcast_ping(double window_ms, std::span<uint8_t> ids,
+                        std::span<uint16_t> model_numbers);
+
+ private:
+  // One attempt: send `request` and wait for replies. `expected` ids reply in order of the list;
+  // a reply is a status packet whose data has `reply_size` bytes.
+  Result transact(std::span<const uint8_t> request, std::span<const uint8_t> expected,
+                  size_t reply_size, uint8_t* out, uint8_t* errors);
+  Result transact_fast(std::span<const uint8_t> request, std::span<const uint8_t> expected,
+                       size_t reply_size, uint8_t* out, uint8_t* errors);
+  Result transact_bulk(std::span<const uint8_t> request, std::span<const uint8_t> expected,
+                       std::span<const uint16_t> sizes, uint8_t* out, uint8_t* errors);
+  bool send(std::span<const uint8_t> request);
+  size_t encode(uint8_t id, uint8_t instruction, std::span<const uint8_t> params);
+  // Reads until a status packet is found or the deadline passes; the packet stays at rx_[0..size).
+  Status receive_frame(Clock::time_point deadline, bool fast, uint8_t* id, uint8_t* error,
+                       std::span<const uint8_t>* data);
+  void consume_frame();
+  static bool retryable(Status status);
+
+  std::string path_;
+  BusOptions options_;
+  SerialPort port_;
+  Traffic traffic_;
+  uint8_t tx_[1024];
+  uint8_t rx_[8192];
+  size_t rx_size_ = 0;
+  size_t frame_size_ = 0;  // size of the frame at the front of rx_ after receive_frame
+  uint8_t scratch_[1024];  // unstuffed Dynamixel params
+};
+
+}  // namespace dexloop::bus

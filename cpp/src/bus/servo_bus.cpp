@@ -1,0 +1,494 @@
+#include "dexloop/bus/servo_bus.hpp"
+
+#include <algorithm>
+#include <cstring>
+
+#include "dexloop/bus/dynamixel_protocol.hpp"
+#include "dexloop/bus/feetech_protocol.hpp"
+#include "dexloop/error.hpp"
+
+namespace dexloop::bus {
+namespace {
+
+constexpr Clock::duration to_duration(double milliseconds) {
+  return std::chrono::duration_cast<Clock::duration>(
+      std::chrono::duration<double, std::milli>(milliseconds));
+}
+
+}  // namespace
+
+const char* status_name(Status status) {
+  switch (status) {
+    case Status::kOk:
+      return "ok";
+    case Status::kTimeout:
+      return "timeout";
+    case Status::kCorrupt:
+      return "corrupt reply";
+    case Status::kWrongId:
+      return "reply from a wrong id";
+    case Status::kBadLength:
+      return "reply of a wrong length";
+    case Status::kServoError:
+      return "servo error";
+    case Status::kPortError:
+      return "port error";
+    case Status::kTxError:
+      return "invalid instruction";
+  }
+  return "unknown";
+}
+
+ServoBus::ServoBus(std::string port, BusOptions options)
+    : path_(std::move(port)), options_(options) {
+  const bool feetech = options_.vendor == Vendor::kFeetech;
+  if ((feetech && options_.protocol != 0 && options_.protocol != 1) ||
+      (!feetech && options_.protocol != 2)) {
+    throw BusError(path_ +
+                   ": Feetech buses speak protocol 0 or 1, Dynamixel buses protocol 2; got " +
+                   std::to_string(options_.protocol));
+  }
+}
+
+void ServoBus::open() {
+  port_.open(path_, options_.baudrate);
+  traffic_ = Traffic{};
+  rx_size_ = 0;
+}
+
+void ServoBus::close() { port_.close(); }
+
+void ServoBus::set_baudrate(int baudrate) {
+  if (port_.is_open()) port_.set_baudrate(baudrate);
+  options_.baudrate = baudrate;
+}
+
+ByteOrder ServoBus::byte_order() const {
+  return options_.vendor == Vendor::kFeetech && options_.protocol == 1 ? ByteOrder::kBig
+                                                                       : ByteOrder::kLittle;
+}
+
+double ServoBus::timeout_ms(size_t sent, size_t received, size_t replies) const {
+  // 8N1: 10 bits a byte.
+  const double byte_ms = 10'000.0 / options_.baudrate;
+  return static_cast<double>(sent + received) * byte_ms + options_.latency_margin_ms +
+         static_cast<double>(replies) * options_.per_reply_margin_ms;
+}
+
+bool ServoBus::retryable(Status status) {
+  return status == Status::kTimeout || status == Status::kCorrupt || status == Status::kWrongId ||
+         status == Status::kBadLength;
+}
+
+size_t ServoBus::encode(uint8_t id, uint8_t instruction, std::span<const uint8_t> params) {
+  if (options_.vendor == Vendor::kFeetech) return feetech::encode(id, instruction, params, tx_);
+  return dynamixel::encode(id, instruction, params, tx_);
+}
+
+bool ServoBus::send(std::span<const uint8_t> request) {
+  // Replies to an earlier, abandoned transaction must not be taken for this one's.
+  port_.flush_input();
+  rx_size_ = 0;
+  frame_size_ = 0;
+  ++traffic_.transactions;
+  traffic_.bytes_sent += request.size();
+  return port_.write_all(request, Clock::now() + to_duration(timeout_ms(request.size(), 0, 0)));
+}
+
+void ServoBus::consume_frame() {
+  const size_t used = std::min(frame_size_, rx_size_);
+  std::memmove(rx_, rx_ + used, rx_size_ - used);
+  rx_size_ -= used;
+  frame_size_ = 0;
+}
+
+Status ServoBus::receive_frame(Clock::time_point deadline, bool fast, uint8_t* id, uint8_t* error,
+                               std::span<const uint8_t>* data) {
+  bool received_any = rx_size_ > 0;
+  while (true) {
+    size_t skip = 0;
+    if (options_.vendor == Vendor::kFeetech) {
+      feetech::Scan scan =
+          feetech::scan(std::span<const uint8_t>(rx_, rx_size_), feetech::FrameKind::kStatus);
+      skip = scan.skip;
+      if (scan.outcome != feetech::Scan::kNeedMore) {
+        std::memmove(rx_, rx_ + skip, rx_size_ - skip);
+        rx_size_ -= skip;
+        frame_size_ = scan.size;
+        if (scan.outcome == feetech::Scan::kCorrupt) return Status::kCorrupt;
+        *id = scan.frame.id;
+        *error = scan.frame.code;
+        *data = std::span<const uint8_t>(rx_ + 5, scan.size - feetech::kStatusOverhead);
+        return Status::kOk;
+      }
+    } else {
+      const auto kind = fast ? dynamixel::FrameKind::kFastStatus : dynamixel::FrameKind::kStatus;
+      dynamixel::Scan scan =
+          dynamixel::scan(std::span<const uint8_t>(rx_, rx_size_), kind, scratch_);
+      skip = scan.skip;
+      if (scan.outcome != dynamixel::Scan::kNeedMore) {
+        std::memmove(rx_, rx_ + skip, rx_size_ - skip);
+        rx_size_ -= skip;
+        frame_size_ = scan.size;
+        if (scan.outcome == dynamixel::Scan::kCorrupt) return Status::kCorrupt;
+        *id = scan.frame.id;
+        // Status params: the error byte, then the data (for a fast reply, the first block's).
+        *error = scan.frame.params.empty() ? 0 : scan.frame.params[0];
+        *data = fast ? scan.frame.params
+                     : scan.frame.params.subspan(std::min<size_t>(1, scan.frame.params.size()));
+        return Status::kOk;
+      }
+    }
+    // No complete packet yet: drop what cannot begin one and read more.
+    std::memmove(rx_, rx_ + skip, rx_size_ - skip);
+    rx_size_ -= skip;
+    if (rx_size_ == sizeof(rx_)) {
+      rx_size_ = 0;  // a buffer full of bytes that never form a packet
+      return Status::kCorrupt;
+    }
+    long n = port_.read_some(std::span<uint8_t>(rx_ + rx_size_, sizeof(rx_) - rx_size_), deadline);
+    if (n < 0) return Status::kPortError;
+    if (n == 0) return received_any ? Status::kCorrupt : Status::kTimeout;
+    rx_size_ += static_cast<size_t>(n);
+    traffic_.bytes_received += static_cast<uint64_t>(n);
+    received_any = true;
+  }
+}
+
+Result ServoBus::transact(std::span<const uint8_t> request, std::span<const uint8_t> expected,
+                          size_t reply_size, uint8_t* out, uint8_t* errors) {
+  if (!send(request)) return {Status::kPortError, expected.empty() ? uint8_t{0} : expected[0]};
+  if (expected.empty()) return {};
+  const size_t overhead =
+      options_.vendor == Vendor::kFeetech ? feetech::kStatusOverhead : dynamixel::kStatusOverhead;
+  const Clock::time_point deadline =
+      Clock::now() +
+      to_duration(
+          timeout_ms(request.size(), expected.size() * (overhead + reply_size), expected.size()));
+  bool received[kMaxMotors] = {};
+  size_t remaining = expected.size();
+  bool foreign_reply = false;
+  while (remaining > 0) {
+    uint8_t id = 0;
+    uint8_t error = 0;
+    std::span<const uint8_t> data;
+    Status status = receive_frame(deadline, false, &id, &error, &data);
+    // The first motor that has not answered is the one to name.
+    uint8_t missing = 0;
+    for (size_t i = 0; i < expected.size(); ++i) {
+      if (!received[i]) {
+        missing = expected[i];
+        break;
+      }
+    }
+    if (status != Status::kOk) {
+      if (status == Status::kCorrupt) ++traffic_.corrupt_replies;
+      if (status == Status::kTimeout) {
+        ++traffic_.timeouts;
+        if (foreign_reply) status = Status::kWrongId;
+      }
+      return {status, missing};
+    }
+    auto slot = std::find(expected.begin(), expected.end(), id);
+    if (slot == expected.end() || received[slot - expected.begin()]) {
+      foreign_reply = true;  // another motor's packet, or a duplicate: the SDKs skip them too
+      consume_frame();
+      continue;
+    }
+    const size_t index = static_cast<size_t>(slot - expected.begin());
+    if (data.size() != reply_size) {
+      consume_frame();
+      return {Status::kBadLength, id};
+    }
+    if (reply_size > 0 && out != nullptr)
+      std::memcpy(out + index * reply_size, data.data(), reply_size);
+    if (errors != nullptr) errors[index] = error;
+    received[index] = true;
+    --remaining;
+    consume_frame();
+  }
+  return {};
+}
+
+Result ServoBus::transact_fast(std::span<const uint8_t> request, std::span<const uint8_t> expected,
+                               size_t reply_size, uint8_t* out, uint8_t* errors) {
+  if (!send(request)) return {Status::kPortError, expected[0]};
+  const size_t block = reply_size + 4;  // ERR, ID, data, CRC
+  const Clock::time_point deadline =
+      Clock::now() + to_duration(timeout_ms(
+                         request.size(), dynamixel::kStatusOverhead - 1 + expected.size() * block,
+                         expected.size()));
+  uint8_t id = 0;
+  uint8_t error = 0;
+  std::span<const uint8_t> blocks;
+  Status status = receive_frame(deadline, true, &id, &error, &blocks);
+  if (status != Status::kOk) {
+    if (status == Status::kTimeout) ++traffic_.timeouts;
+    if (status == Status::kCorrupt) ++traffic_.corrupt_replies;
+    return {status, expected[0]};
+  }
+  consume_frame();
+  // The last block's CRC is the packet's own, which the frame's params stop before.
+  if (blocks.size() + 2 != expected.size() * block) return {Status::kBadLength, expected[0]};
+  bool received[kMaxMotors] = {};
+  for (size_t k = 0; k < expected.size(); ++k) {
+    const uint8_t* at = blocks.data() + k * block;
+    auto slot = std::find(expected.begin(), expected.end(), at[1]);
+    if (slot == expected.end() || received[slot - expected.begin()])
+      return {Status::kWrongId, at[1]};
+    const size_t index = static_cast<size_t>(slot - expected.begin());
+    received[index] = true;
+    if (errors != nullptr) errors[index] = at[0];
+    if (out != nullptr) std::memcpy(out + index * reply_size, at + 2, reply_size);
+  }
+  return {};
+}
+
+Result ServoBus::transact_bulk(std::span<const uint8_t> request, std::span<const uint8_t> expected,
+                               std::span<const uint16_t> sizes, uint8_t* out, uint8_t* errors) {
+  if (!send(request)) return {Status::kPortError, expected[0]};
+  size_t reply_bytes = 0;
+  size_t offsets[kMaxMotors];
+  for (size_t i = 0; i < expected.size(); ++i) {
+    offsets[i] = reply_bytes;
+    reply_bytes += sizes[i];
+  }
+  const Clock::time_point deadline =
+      Clock::now() + to_duration(timeout_ms(
+                         request.size(), reply_bytes + expected.size() * dynamixel::kStatusOverhead,
+                         expected.size()));
+  bool received[kMaxMotors] = {};
+  size_t remaining = expected.size();
+  while (remaining > 0) {
+    uint8_t id = 0;
+    uint8_t error = 0;
+    std::span<const uint8_t> data;
+    Status status = receive_frame(deadline, false, &id, &error, &data);
+    if (status != Status::kOk) {
+      uint8_t missing = 0;
+      for (size_t i = 0; i < expected.size(); ++i) {
+        if (!received[i]) {
+          missing = expected[i];
+          break;
+        }
+      }
+      if (status == Status::kTimeout) ++traffic_.timeouts;
+      return {status, missing};
+    }
+    auto slot = std::find(expected.begin(), expected.end(), id);
+    if (slot == expected.end() || received[slot - expected.begin()]) {
+      consume_frame();
+      continue;
+    }
+    const size_t index = static_cast<size_t>(slot - expected.begin());
+    if (data.size() != sizes[index]) {
+      consume_frame();
+      return {Status::kBadLength, id};
+    }
+    std::memcpy(out + offsets[index], data.data(), data.size());
+    if (errors != nullptr) errors[index] = error;
+    received[index] = true;
+    --remaining;
+    consume_frame();
+  }
+  return {};
+}
+
+Result ServoBus::ping(uint8_t id, int retries, uint16_t* model_number, uint8_t* firmware) {
+  if (!is_open()) return {Status::kPortError, id};
+  if (id > feetech::kMaxId) return {Status::kTxError, id};
+  const size_t size = encode(id, feetech::kPing, {});
+  const uint8_t expected[] = {id};
+  const bool dynamixel = options_.vendor == Vendor::kDynamixel;
+  uint8_t reply[3] = {};
+  uint8_t error = 0;
+  Result result;
+  for (int attempt = 0; attempt <= retries; ++attempt) {
+    if (attempt > 0) ++traffic_.retries;
+    // A Dynamixel ping reply carries the model number and firmware version; a Feetech one is empty.
+    result =
+        transact(std::span<const uint8_t>(tx_, size), expected, dynamixel ? 3 : 0, reply, &error);
+    result.attempts = static_cast<uint8_t>(attempt + 1);
+    if (!retryable(result.status)) break;
+  }
+  if (!result.ok()) return result;
+  if (error != 0) return {Status::kServoError, id, error, result.attempts};
+  if (dynamixel) {
+    if (model_number != nullptr) *model_number = static_cast<uint16_t>(reply[0] | (reply[1] << 8));
+    if (firmware != nullptr) *firmware = reply[2];
+    return result;
+  }
+  // Feetech: the model number is read separately, as the SDK's ping does.
+  uint8_t model[2] = {};
+  Result read_result = read(id, 3, 2, model, retries);
+  if (!read_result.ok()) return read_result;
+  if (model_number != nullptr)
+    *model_number = static_cast<uint16_t>(load_unsigned(model, 2, byte_order()));
+  if (firmware != nullptr) *firmware = 0;
+  return result;
+}
+
+Result ServoBus::read(uint8_t id, uint16_t address, uint16_t size, uint8_t* out, int retries) {
+  if (!is_open()) return {Status::kPortError, id};
+  const bool feetech_bus = options_.vendor == Vendor::kFeetech;
+  if (id > feetech::kMaxId || size == 0 || (feetech_bus && (address > 0xFF || size > 0xFF))) {
+    return {Status::kTxError, id};
+  }
+  uint8_t params[4];
+  size_t count = 0;
+  if (feetech_bus) {
+    params[0] = static_cast<uint8_t>(address);
+    params[1] = static_cast<uint8_t>(size);
+    count = 2;
+  } else {
+    store_unsigned(address, params, 2, ByteOrder::kLittle);
+    store_unsigned(size, params + 2, 2, ByteOrder::kLittle);
+    count = 4;
+  }
+  const size_t request = encode(id, feetech::kRead, std::span<const uint8_t>(params, count));
+  const uint8_t expected[] = {id};
+  uint8_t error = 0;
+  Result result;
+  for (int attempt = 0; attempt <= retries; ++attempt) {
+    if (attempt > 0) ++traffic_.retries;
+    result = transact(std::span<const uint8_t>(tx_, request), expected, size, out, &error);
+    result.attempts = static_cast<uint8_t>(attempt + 1);
+    if (!retryable(result.status)) break;
+  }
+  if (result.ok() && error != 0) return {Status::kServoError, id, error, result.attempts};
+  return result;
+}
+
+Result ServoBus::write(uint8_t id, uint16_t address, std::span<const uint8_t> data, int retries) {
+  if (!is_open()) return {Status::kPortError, id};
+  const bool feetech_bus = options_.vendor == Vendor::kFeetech;
+  if (id > feetech::kBroadcastId || data.empty() || data.size() > 512 ||
+      (feetech_bus && address > 0xFF)) {
+    return {Status::kTxError, id};
+  }
+  uint8_t params[516];
+  size_t count = 0;
+  if (feetech_bus) {
+    params[0] = static_cast<uint8_t>(address);
+    count = 1;
+  } else {
+    store_unsigned(address, params, 2, ByteOrder::kLittle);
+    count = 2;
+  }
+  std::memcpy(params + count, data.data(), data.size());
+  count += data.size();
+  const size_t request = encode(id, feetech::kWrite, std::span<const uint8_t>(params, count));
+  if (request == 0) return {Status::kTxError, id};
+  // A broadcast write gets no reply.
+  const uint8_t expected_id[] = {id};
+  const std::span<const uint8_t> expected = id == feetech::kBroadcastId
+                                                ? std::span<const uint8_t>()
+                                                : std::span<const uint8_t>(expected_id);
+  uint8_t error = 0;
+  Result result;
+  for (int attempt = 0; attempt <= retries; ++attempt) {
+    if (attempt > 0) ++traffic_.retries;
+    result = transact(std::span<const uint8_t>(tx_, request), expected, 0, nullptr, &error);
+    result.attempts = static_cast<uint8_t>(attempt + 1);
+    if (!retryable(result.status)) break;
+  }
+  if (result.ok() && error != 0) return {Status::kServoError, id, error, result.attempts};
+  return result;
+}
+
+Result ServoBus::sync_read(std::span<const uint8_t> ids, uint16_t address, uint16_t size,
+                           uint8_t* out, uint8_t* errors, int retries, bool fast) {
+  if (!is_open()) return {Status::kPortError};
+  const bool feetech_bus = options_.vendor == Vendor::kFeetech;
+  if (ids.empty() || ids.size() > kMaxMotors || size == 0 || (fast && feetech_bus))
+    return {Status::kTxError};
+  // Feetech protocol 1 (SCS) servos have no SYNC_READ.
+  if (feetech_bus && (options_.protocol != 0 || address > 0xFF || size > 0xFF))
+    return {Status::kTxError};
+  const size_t request = feetech_bus ? feetech::encode_sync_read(ids, static_cast<uint8_t>(address),
+                                                                 static_cast<uint8_t>(size), tx_)
+                                     : dynamixel::encode_sync_read(ids, address, size, fast, tx_);
+  if (request == 0) return {Status::kTxError};
+  Result result;
+  for (int attempt = 0; attempt <= retries; ++attempt) {
+    if (attempt > 0) ++traffic_.retries;
+    result = fast ? transact_fast(std::span<const uint8_t>(tx_, request), ids, size, out, errors)
+                  : transact(std::span<const uint8_t>(tx_, request), ids, size, out, errors);
+    result.attempts = static_cast<uint8_t>(attempt + 1);
+    if (!retryable(result.status)) break;
+  }
+  return result;
+}
+
+Result ServoBus::sync_write(std::span<const uint8_t> ids, uint16_t address, uint16_t size,
+                            std::span<const uint8_t> data) {
+  if (!is_open()) return {Status::kPortError};
+  const bool feetech_bus = options_.vendor == Vendor::kFeetech;
+  if (ids.empty() || size == 0 || data.size() != ids.size() * size) return {Status::kTxError};
+  if (feetech_bus && (address > 0xFF || size > 0xFF)) return {Status::kTxError};
+  const size_t request = feetech_bus
+                             ? feetech::encode_sync_write(ids, static_cast<uint8_t>(address),
+                                                          static_cast<uint8_t>(size), data, tx_)
+                             : dynamixel::encode_sync_write(ids, address, size, data, tx_);
+  if (request == 0) return {Status::kTxError};
+  return transact(std::span<const uint8_t>(tx_, request), {}, 0, nullptr, nullptr);
+}
+
+Result ServoBus::bulk_read(std::span<const uint8_t> ids, std::span<const uint16_t> addresses,
+                           std::span<const uint16_t> sizes, uint8_t* out, uint8_t* errors,
+                           int retries) {
+  if (!is_open()) return {Status::kPortError};
+  if (options_.vendor != Vendor::kDynamixel || ids.empty() || ids.size() > kMaxMotors)
+    return {Status::kTxError};
+  const size_t request = dynamixel::encode_bulk_read(ids, addresses, sizes, tx_);
+  if (request == 0) return {Status::kTxError};
+  Result result;
+  for (int attempt = 0; attempt <= retries; ++attempt) {
+    if (attempt > 0) ++traffic_.retries;
+    result = transact_bulk(std::span<const uint8_t>(tx_, request), ids, sizes, out, errors);
+    result.attempts = static_cast<uint8_t>(attempt + 1);
+    if (!retryable(result.status)) break;
+  }
+  return result;
+}
+
+size_t ServoBus::broadcast_ping(double window_ms, std::span<uint8_t> ids,
+                                std::span<uint16_t> model_numbers) {
+  if (!is_open()) return 0;
+  const size_t request = encode(feetech::kBroadcastId, feetech::kPing, {});
+  if (!send(std::span<const uint8_t>(tx_, request))) return 0;
+  const Clock::time_point deadline = Clock::now() + to_duration(window_ms);
+  const bool dynamixel = options_.vendor == Vendor::kDynamixel;
+  size_t found = 0;
+  while (found < ids.size()) {
+    uint8_t id = 0;
+    uint8_t error = 0;
+    std::span<const uint8_t> data;
+    Status status = receive_frame(deadline, false, &id, &error, &data);
+    if (status == Status::kTimeout || status == Status::kPortError) break;
+    if (status == Status::kCorrupt) {
+      if (frame_size_ == 0) break;  // nothing more will arrive in time
+      consume_frame();
+      continue;
+    }
+    if (std::find(ids.begin(), ids.begin() + static_cast<long>(found), id) ==
+        ids.begin() + static_cast<long>(found)) {
+      ids[found] = id;
+      model_numbers[found] =
+          dynamixel && data.size() >= 2 ? static_cast<uint16_t>(data[0] | (data[1] << 8)) : 0;
+      ++found;
+    }
+    consume_frame();
+  }
+  if (!dynamixel) {
+    // Feetech ping replies carry no model number: read it from each motor found.
+    for (size_t i = 0; i < found; ++i) {
+      uint8_t model[2] = {};
+      if (read(ids[i], 3, 2, model, 1).ok())
+        model_numbers[i] = static_cast<uint16_t>(load_unsigned(model, 2, byte_order()));
+    }
+  }
+  return found;
+}
+
+}  // namespace dexloop::bus

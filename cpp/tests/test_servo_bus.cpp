@@ -1,0 +1,313 @@
+// ServoBus against a scripted peer on a pty: exact request bytes, reply handling, deadlines,
+// retries and every failure status.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "dexloop/bus/dynamixel_protocol.hpp"
+#include "dexloop/bus/feetech_protocol.hpp"
+#include "dexloop/bus/servo_bus.hpp"
+#include "dexloop/error.hpp"
+
+namespace dexloop::bus {
+namespace {
+
+using Bytes = std::vector<uint8_t>;
+// Given the n-th request (0-based) and its bytes, the bytes to answer with (empty: stay silent).
+using Script = std::function<Bytes(int, const Bytes&)>;
+
+// The far end of a pty, answering each request the bus sends according to a script.
+class ScriptedPeer {
+ public:
+  explicit ScriptedPeer(Script script) : script_(std::move(script)) {
+    master_ = posix_openpt(O_RDWR | O_NOCTTY);
+    if (master_ < 0 || grantpt(master_) != 0 || unlockpt(master_) != 0)
+      throw std::runtime_error("no pty");
+    path_ = ptsname(master_);
+    thread_ = std::thread([this] { serve(); });
+  }
+  ~ScriptedPeer() {
+    stop_ = true;
+    thread_.join();
+    close(master_);
+  }
+  const std::string& path() const { return path_; }
+  int requests() const { return requests_.load(); }
+  Bytes last_request() {
+    std::lock_guard lock(mutex_);
+    return last_;
+  }
+
+ private:
+  void serve() {
+    uint8_t buffer[2048];
+    while (!stop_) {
+      struct pollfd waiting {
+        master_, POLLIN, 0
+      };
+      if (poll(&waiting, 1, 5) <= 0 || !(waiting.revents & POLLIN)) continue;
+      ssize_t n = read(master_, buffer, sizeof(buffer));
+      if (n <= 0) continue;
+      // A request arrives in one write; give it a moment to be complete.
+      Bytes request(buffer, buffer + n);
+      while (poll(&waiting, 1, 1) > 0 && (waiting.revents & POLLIN)) {
+        n = read(master_, buffer, sizeof(buffer));
+        if (n <= 0) break;
+        request.insert(request.end(), buffer, buffer + n);
+      }
+      {
+        std::lock_guard lock(mutex_);
+        last_ = request;
+      }
+      Bytes reply = script_(requests_++, request);
+      if (!reply.empty()) (void)!write(master_, reply.data(), reply.size());
+    }
+  }
+
+  Script script_;
+  int master_ = -1;
+  std::string path_;
+  std::thread thread_;
+  std::atomic<bool> stop_{false};
+  std::atomic<int> requests_{0};
+  std::mutex mutex_;
+  Bytes last_;
+};
+
+Bytes feetech_status(uint8_t id, uint8_t error, Bytes data) {
+  uint8_t out[64];
+  return Bytes(out, out + feetech::encode(id, error, data, out));
+}
+
+Bytes dynamixel_status(uint8_t id, uint8_t error, Bytes data) {
+  uint8_t out[256];
+  return Bytes(out, out + dynamixel::encode_status(id, error, data, out));
+}
+
+BusOptions feetech_options(double margin_ms = 5.0) {
+  BusOptions options;
+  options.vendor = Vendor::kFeetech;
+  options.protocol = 0;
+  options.latency_margin_ms = margin_ms;
+  return options;
+}
+
+BusOptions dynamixel_options(double margin_ms = 5.0) {
+  BusOptions options;
+  options.vendor = Vendor::kDynamixel;
+  options.protocol = 2;
+  options.latency_margin_ms = margin_ms;
+  return options;
+}
+
+double elapsed_ms(std::chrono::steady_clock::time_point since) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - since)
+      .count();
+}
+
+TEST(ServoBus, FeetechReadSendsTheSdkBytesAndDecodesTheReply) {
+  ScriptedPeer peer([](int, const Bytes&) { return feetech_status(3, 0, {0x38, 0x08}); });
+  ServoBus servo_bus(peer.path(), feetech_options());
+  servo_bus.open();
+  uint8_t value[2];
+  Result result = servo_bus.read(3, 56, 2, value, 0);
+  ASSERT_TRUE(result.ok()) << status_name(result.status);
+  EXPECT_EQ(load_unsigned(value, 2, ByteOrder::kLittle), 0x0838u);
+  EXPECT_EQ(peer.last_request(), (Bytes{0xFF, 0xFF, 0x03, 0x04, 0x02, 0x38, 0x02, 0xBC}));
+  EXPECT_EQ(servo_bus.traffic().bytes_sent, 8u);
+  EXPECT_EQ(servo_bus.traffic().bytes_received, 8u);
+}
+
+TEST(ServoBus, TimeoutArrivesAtTheComputedDeadlineNotLater) {
+  ScriptedPeer peer([](int, const Bytes&) { return Bytes{}; });
+  ServoBus servo_bus(peer.path(), feetech_options(5.0));
+  servo_bus.open();
+  uint8_t value[2];
+  const double deadline = servo_bus.timeout_ms(8, 8, 1);
+  auto start = std::chrono::steady_clock::now();
+  Result result = servo_bus.read(1, 56, 2, value, 2);
+  double took = elapsed_ms(start);
+  EXPECT_EQ(result.status, Status::kTimeout);
+  EXPECT_EQ(result.id, 1);
+  EXPECT_EQ(result.attempts, 3);
+  EXPECT_EQ(peer.requests(), 3);
+  EXPECT_GE(took, 3 * deadline);
+  EXPECT_LT(took, 3 * deadline + 15.0);  // scheduling slack only, no hidden extra waits
+}
+
+TEST(ServoBus, RetriesCommunicationFailuresUntilAReplyIsGood) {
+  ScriptedPeer peer([](int n, const Bytes&) {
+    Bytes good = feetech_status(2, 0, {0x00, 0x08});
+    if (n == 0) return Bytes{};  // dropped
+    if (n == 1) {
+      good.back() ^= 0xFF;  // corrupt checksum
+      return good;
+    }
+    Bytes garbage = {0x00, 0x13, 0xFF, 0x37};
+    garbage.insert(garbage.end(), good.begin(), good.end());
+    return garbage;  // garbage, then the reply
+  });
+  ServoBus servo_bus(peer.path(), feetech_options());
+  servo_bus.open();
+  uint8_t value[2];
+  Result result = servo_bus.read(2, 56, 2, value, 3);
+  ASSERT_TRUE(result.ok()) << status_name(result.status);
+  EXPECT_EQ(result.attempts, 3);
+  EXPECT_EQ(servo_bus.traffic().retries, 2u);
+  EXPECT_EQ(servo_bus.traffic().timeouts, 1u);
+  EXPECT_EQ(servo_bus.traffic().corrupt_replies, 1u);
+}
+
+TEST(ServoBus, ServoErrorBitsAreReportedWithoutRetrying) {
+  ScriptedPeer peer(
+      [](int, const Bytes&) { return feetech_status(4, feetech::kErrorOverload, {}); });
+  ServoBus servo_bus(peer.path(), feetech_options());
+  servo_bus.open();
+  const uint8_t data[] = {0xFF, 0x07};
+  Result result = servo_bus.write(4, 42, data, 5);
+  EXPECT_EQ(result.status, Status::kServoError);
+  EXPECT_EQ(result.servo_error, feetech::kErrorOverload);
+  EXPECT_EQ(peer.requests(), 1);
+}
+
+TEST(ServoBus, RepliesFromAnotherIdAreAWrongIdFailure) {
+  ScriptedPeer peer([](int, const Bytes&) { return feetech_status(9, 0, {0x00, 0x08}); });
+  ServoBus servo_bus(peer.path(), feetech_options());
+  servo_bus.open();
+  uint8_t value[2];
+  Result result = servo_bus.read(5, 56, 2, value, 1);
+  EXPECT_EQ(result.status, Status::kWrongId);
+  EXPECT_EQ(result.id, 5);
+  EXPECT_EQ(result.attempts, 2);
+}
+
+TEST(ServoBus, FeetechSyncReadCollectsEveryMotorAndNamesAMissingOne) {
+  ScriptedPeer peer([](int n, const Bytes&) {
+    Bytes replies;
+    for (uint8_t id = 1; id <= 6; ++id) {
+      if (n == 1 && id == 4) continue;  // the second sync read loses motor 4
+      Bytes reply = feetech_status(id, 0, {static_cast<uint8_t>(id * 10), 0x08});
+      replies.insert(replies.end(), reply.begin(), reply.end());
+    }
+    return replies;
+  });
+  ServoBus servo_bus(peer.path(), feetech_options());
+  servo_bus.open();
+  const uint8_t ids[] = {1, 2, 3, 4, 5, 6};
+  uint8_t values[12];
+  uint8_t errors[6];
+  Result result = servo_bus.sync_read(ids, 56, 2, values, errors, 0);
+  ASSERT_TRUE(result.ok()) << status_name(result.status);
+  for (int i = 0; i < 6; ++i) EXPECT_EQ(values[2 * i], (i + 1) * 10);
+  EXPECT_EQ(peer.last_request(),
+            (Bytes{0xFF, 0xFF, 0xFE, 0x0A, 0x82, 0x38, 0x02, 1, 2, 3, 4, 5, 6, 0x26}));
+  result = servo_bus.sync_read(ids, 56, 2, values, errors, 0);
+  EXPECT_EQ(result.status, Status::kTimeout);
+  EXPECT_EQ(result.id, 4);
+}
+
+TEST(ServoBus, SyncWriteSendsOneBroadcastAndWaitsForNothing) {
+  ScriptedPeer peer([](int, const Bytes&) { return Bytes{}; });
+  ServoBus servo_bus(peer.path(), feetech_options());
+  servo_bus.open();
+  const uint8_t ids[] = {1, 2};
+  const uint8_t data[] = {0x00, 0x08, 0xFF, 0x07};
+  auto start = std::chrono::steady_clock::now();
+  ASSERT_TRUE(servo_bus.sync_write(ids, 42, 2, data).ok());
+  EXPECT_LT(elapsed_ms(start), 5.0);
+  for (int i = 0; i < 200 && peer.requests() == 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  EXPECT_EQ(peer.last_request(),
+            (Bytes{0xFF, 0xFF, 0xFE, 0x0A, 0x83, 0x2A, 0x02, 1, 0x00, 0x08, 2, 0xFF, 0x07, 0x37}));
+}
+
+TEST(ServoBus, FeetechPingAlsoReadsTheModelNumber) {
+  ScriptedPeer peer([](int n, const Bytes&) {
+    return n == 0 ? feetech_status(1, 0, {}) : feetech_status(1, 0, {0x09, 0x03});  // 777 = sts3215
+  });
+  ServoBus servo_bus(peer.path(), feetech_options());
+  servo_bus.open();
+  uint16_t model = 0;
+  ASSERT_TRUE(servo_bus.ping(1, 0, &model, nullptr).ok());
+  EXPECT_EQ(model, 777);
+  EXPECT_EQ(peer.requests(), 2);
+}
+
+TEST(ServoBus, DynamixelSyncReadAndFastSyncRead) {
+  ScriptedPeer peer([](int, const Bytes& request) {
+    const uint8_t instruction = request[7];
+    if (instruction == dynamixel::kSyncRead) {
+      Bytes replies;
+      for (uint8_t id = 1; id <= 3; ++id) {
+        Bytes reply = dynamixel_status(id, 0, {static_cast<uint8_t>(id), 0xFF, 0xFF, 0xFF});
+        replies.insert(replies.end(), reply.begin(), reply.end());
+      }
+      return replies;
+    }
+    // FAST_SYNC_READ: one packet, id 0xFE, per motor ERR, ID, data, CRC (cumulative), unstuffed.
+    Bytes packet = {0xFF, 0xFF, 0xFD, 0x00, 0xFE, 0x00, 0x00, 0x55};
+    for (uint8_t id = 1; id <= 3; ++id) {
+      Bytes block = {0x00, id, static_cast<uint8_t>(10 * id), 0, 0, 0};
+      packet.insert(packet.end(), block.begin(), block.end());
+      if (id < 3) {
+        uint16_t crc = dynamixel::crc16(packet);
+        packet.push_back(static_cast<uint8_t>(crc & 0xFF));
+        packet.push_back(static_cast<uint8_t>(crc >> 8));
+      }
+    }
+    const size_t length = packet.size() - 7 + 2;
+    packet[5] = static_cast<uint8_t>(length & 0xFF);
+    packet[6] = static_cast<uint8_t>(length >> 8);
+    uint16_t crc = dynamixel::crc16(packet);
+    packet.push_back(static_cast<uint8_t>(crc & 0xFF));
+    packet.push_back(static_cast<uint8_t>(crc >> 8));
+    return packet;
+  });
+  ServoBus servo_bus(peer.path(), dynamixel_options());
+  servo_bus.open();
+  const uint8_t ids[] = {1, 2, 3};
+  uint8_t values[12];
+  Result result = servo_bus.sync_read(ids, 132, 4, values, nullptr, 0);
+  ASSERT_TRUE(result.ok()) << status_name(result.status);
+  // Bytes id, FF, FF, FF little-endian: 0xFFFFFFxx, two's complement -256 + id.
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(decode_signed(load_unsigned(values + 4 * i, 4, ByteOrder::kLittle), 4,
+                            {SignEncoding::kTwosComplement, 0}),
+              -256 + (i + 1));
+  }
+  result = servo_bus.sync_read(ids, 132, 4, values, nullptr, 0, /*fast=*/true);
+  ASSERT_TRUE(result.ok()) << status_name(result.status);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(values[4 * i], 10 * (i + 1));
+}
+
+TEST(ServoBus, OpeningAMissingPortIsABusError) {
+  ServoBus servo_bus("/dev/does-not-exist", feetech_options());
+  EXPECT_THROW(servo_bus.open(), BusError);
+  uint8_t value[1];
+  EXPECT_EQ(servo_bus.read(1, 5, 1, value, 0).status, Status::kPortError);
+}
+
+TEST(ServoBus, AnyBaudRateIsAcceptedThroughTermios2) {
+  ScriptedPeer peer([](int, const Bytes&) { return Bytes{}; });
+  ServoBus servo_bus(peer.path(), feetech_options());
+  servo_bus.open();
+  servo_bus.set_baudrate(57'600);
+  servo_bus.set_baudrate(1'234'567);
+  EXPECT_EQ(servo_bus.baudrate(), 1'234'567);
+  // Wire time grows as the rate falls: 16 bytes at 57.6 kbaud take 2.8 ms.
+  ServoBus slow(peer.path(), feetech_options(0.0));
+  slow.set_baudrate(57'600);
+  EXPECT_NEAR(slow.timeout_ms(8, 8, 0), 16 * 10'000.0 / 57'600, 1e-9);
+}
+
+}  // namespace
+}  // namespace dexloop::bus
