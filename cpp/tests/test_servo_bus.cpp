@@ -17,71 +17,10 @@
 #include "dexloop/bus/feetech_protocol.hpp"
 #include "dexloop/bus/servo_bus.hpp"
 #include "dexloop/error.hpp"
+#include "scripted_peer.hpp"
 
 namespace dexloop::bus {
 namespace {
-
-using Bytes = std::vector<uint8_t>;
-// Given the n-th request (0-based) and its bytes, the bytes to answer with (empty: stay silent).
-using Script = std::function<Bytes(int, const Bytes&)>;
-
-// The far end of a pty, answering each request the bus sends according to a script.
-class ScriptedPeer {
- public:
-  explicit ScriptedPeer(Script script) : script_(std::move(script)) {
-    master_ = posix_openpt(O_RDWR | O_NOCTTY);
-    if (master_ < 0 || grantpt(master_) != 0 || unlockpt(master_) != 0)
-      throw std::runtime_error("no pty");
-    path_ = ptsname(master_);
-    thread_ = std::thread([this] { serve(); });
-  }
-  ~ScriptedPeer() {
-    stop_ = true;
-    thread_.join();
-    close(master_);
-  }
-  const std::string& path() const { return path_; }
-  int requests() const { return requests_.load(); }
-  Bytes last_request() {
-    std::lock_guard lock(mutex_);
-    return last_;
-  }
-
- private:
-  void serve() {
-    uint8_t buffer[2048];
-    while (!stop_) {
-      struct pollfd waiting {
-        master_, POLLIN, 0
-      };
-      if (poll(&waiting, 1, 5) <= 0 || !(waiting.revents & POLLIN)) continue;
-      ssize_t n = read(master_, buffer, sizeof(buffer));
-      if (n <= 0) continue;
-      // A request arrives in one write; give it a moment to be complete.
-      Bytes request(buffer, buffer + n);
-      while (poll(&waiting, 1, 1) > 0 && (waiting.revents & POLLIN)) {
-        n = read(master_, buffer, sizeof(buffer));
-        if (n <= 0) break;
-        request.insert(request.end(), buffer, buffer + n);
-      }
-      {
-        std::lock_guard lock(mutex_);
-        last_ = request;
-      }
-      Bytes reply = script_(requests_++, request);
-      if (!reply.empty()) (void)!write(master_, reply.data(), reply.size());
-    }
-  }
-
-  Script script_;
-  int master_ = -1;
-  std::string path_;
-  std::thread thread_;
-  std::atomic<bool> stop_{false};
-  std::atomic<int> requests_{0};
-  std::mutex mutex_;
-  Bytes last_;
-};
 
 Bytes feetech_status(uint8_t id, uint8_t error, Bytes data) {
   uint8_t out[64];

@@ -1,0 +1,85 @@
+// The far end of a pty for bus tests: answers each request a driver sends according to a script.
+#pragma once
+
+#include <fcntl.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace dexloop::bus {
+
+using Bytes = std::vector<uint8_t>;
+// Given the n-th request (0-based) and its bytes, the bytes to answer with (empty: stay silent).
+using Script = std::function<Bytes(int, const Bytes&)>;
+
+class ScriptedPeer {
+ public:
+  explicit ScriptedPeer(Script script) : script_(std::move(script)) {
+    master_ = posix_openpt(O_RDWR | O_NOCTTY);
+    if (master_ < 0 || grantpt(master_) != 0 || unlockpt(master_) != 0)
+      throw std::runtime_error("no pty");
+    path_ = ptsname(master_);
+    thread_ = std::thread([this] { serve(); });
+  }
+  ~ScriptedPeer() {
+    stop_ = true;
+    thread_.join();
+    close(master_);
+  }
+  const std::string& path() const { return path_; }
+  int requests() const { return requests_.load(); }
+  Bytes last_request() {
+    std::lock_guard lock(mutex_);
+    return log_.empty() ? Bytes{} : log_.back();
+  }
+  std::vector<Bytes> all_requests() {
+    std::lock_guard lock(mutex_);
+    return log_;
+  }
+
+ private:
+  void serve() {
+    uint8_t buffer[2048];
+    while (!stop_) {
+      struct pollfd waiting {
+        master_, POLLIN, 0
+      };
+      if (poll(&waiting, 1, 5) <= 0 || !(waiting.revents & POLLIN)) continue;
+      ssize_t n = read(master_, buffer, sizeof(buffer));
+      if (n <= 0) continue;
+      // A request arrives in one write; give it a moment to be complete.
+      Bytes request(buffer, buffer + n);
+      while (poll(&waiting, 1, 1) > 0 && (waiting.revents & POLLIN)) {
+        n = read(master_, buffer, sizeof(buffer));
+        if (n <= 0) break;
+        request.insert(request.end(), buffer, buffer + n);
+      }
+      {
+        std::lock_guard lock(mutex_);
+        log_.push_back(request);
+      }
+      Bytes reply = script_(requests_++, request);
+      if (!reply.empty()) (void)!write(master_, reply.data(), reply.size());
+    }
+  }
+
+  Script script_;
+  int master_ = -1;
+  std::string path_;
+  std::thread thread_;
+  std::atomic<bool> stop_{false};
+  std::atomic<int> requests_{0};
+  std::mutex mutex_;
+  std::vector<Bytes> log_;
+};
+
+}  // namespace dexloop::bus
