@@ -26,26 +26,26 @@ class RecordingPort:
         self.sent: list[bytes] = []
         self.is_using = False
 
-    def clearPort(self):  # noqa: N802 - the SDK's name
+    def clearPort(self):  # the SDK's method names
         pass
 
-    def writePort(self, packet):  # noqa: N802
+    def writePort(self, packet):
         self.sent.append(bytes(packet))
         return len(packet)
 
-    def readPort(self, length):  # noqa: N802
+    def readPort(self, length):
         return []
 
-    def setPacketTimeout(self, length):  # noqa: N802
+    def setPacketTimeout(self, length):
         pass
 
-    def setPacketTimeoutMillis(self, ms):  # noqa: N802
+    def setPacketTimeoutMillis(self, ms):
         pass
 
-    def isPacketTimeout(self):  # noqa: N802
+    def isPacketTimeout(self):
         return True
 
-    def getBaudRate(self):  # noqa: N802
+    def getBaudRate(self):
         return 1_000_000
 
     def take(self) -> str:
