@@ -9,5 +9,6 @@ void register_errors(nanobind::module_& module);
 void register_video(nanobind::module_& module);
 void register_dataset(nanobind::module_& module);
 void register_bus(nanobind::module_& module);
+void register_sim(nanobind::module_& module);
 
 }  // namespace dexloop::bindings

@@ -16,4 +16,7 @@ NB_MODULE(_core, module) {
   dexloop::bindings::register_dataset(dataset);
   nb::module_ bus = module.def_submodule("bus", "Feetech and Dynamixel servo bus transactions and control tables");
   dexloop::bindings::register_bus(bus);
+  nb::module_ sim =
+      module.def_submodule("sim", "Simulated Feetech and Dynamixel servo buses on a pty");
+  dexloop::bindings::register_sim(sim);
 }

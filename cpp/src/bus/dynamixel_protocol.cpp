@@ -146,7 +146,9 @@ Scan scan(std::span<const uint8_t> buffer, FrameKind kind, std::span<uint8_t> sc
                                           buffer[start + 2] == 0xFD && buffer[start + 3] != 0xFD)) {
       ++start;
     }
-    if (start + kStatusOverhead > buffer.size()) {
+    // The shortest instruction (PING, ACTION) has no params; a status has at least its error byte.
+    const size_t minimum = kind == FrameKind::kInstruction ? kHeaderSize + 3 : kStatusOverhead;
+    if (start + minimum > buffer.size()) {
       result.skip = start;
       return result;
     }

@@ -224,7 +224,23 @@ Result ServoBus::transact_fast(std::span<const uint8_t> request, std::span<const
   Status status = receive_frame(deadline, true, &id, &error, &blocks);
   if (status != Status::kOk) {
     if (status == Status::kTimeout) ++traffic_.timeouts;
-    if (status == Status::kCorrupt) ++traffic_.corrupt_replies;
+    if (status == Status::kCorrupt) {
+      ++traffic_.corrupt_replies;
+      // Each block carries the CRC of the packet up to its end: the first block whose CRC fails
+      // names the motor whose data was damaged (the packet CRC alone would blame no one).
+      const size_t blocks_end = std::min(frame_size_, rx_size_);
+      uint16_t crc = 0;
+      size_t at = 8;
+      crc = dynamixel::crc16(std::span<const uint8_t>(rx_, std::min(at, blocks_end)));
+      for (size_t k = 0; k + 1 < expected.size() && at + block <= blocks_end; ++k, at += block) {
+        crc = dynamixel::crc16(std::span<const uint8_t>(rx_ + at, block - 2), crc);
+        const uint16_t stored = rx_[at + block - 2] | static_cast<uint16_t>(rx_[at + block - 1] << 8);
+        if (stored != crc) return {status, rx_[at + 1]};
+        crc = dynamixel::crc16(std::span<const uint8_t>(rx_ + at + block - 2, 2), crc);
+      }
+      const size_t last = at + 1;
+      return {status, last < blocks_end ? rx_[last] : expected.back()};
+    }
     return {status, expected[0]};
   }
   consume_frame();

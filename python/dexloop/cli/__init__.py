@@ -1,0 +1,1 @@
+"""The ``dexloop`` command line: ``dexloop <command> [--flag value ...]``; see ``dexloop --help``."""

@@ -1,0 +1,266 @@
+"""Simulated servo buses: every arm LeRobot drives has a twin that speaks the same bytes on a pty.
+
+    from dexloop.sim import simulated_bus
+
+    with simulated_bus("so101") as sim:          # six STS3215 on a fresh /dev/pts/N
+        sim.port                                  # open it like /dev/ttyACM0
+        sim.set_position("elbow_flex", 3000)      # a hand moving the joint (raw encoder steps)
+        sim.drop_replies("gripper", 2)            # faults by motor name, id, or None for all
+        sim.read("shoulder_pan", "Present_Position")
+
+The simulator (C++, ``dexloop._core.sim.ServoSimulator``) holds each motor's control table with
+LeRobot's register names, moves positions toward goals while torque is on (first order, time constant
+``time_constant_s``), and applies each vendor's homing, limit and access rules. ``dexloop sim-bus
+--robot so101`` runs one from the command line.
+
+Presets use LeRobot's motor names, ids and models: ``so100_follower`` / ``so101_follower`` /
+``so100_leader`` / ``so101_leader`` (6 x sts3215), ``koch_follower`` (xl430-w250 x 2, xl330-m288 x 4),
+``koch_leader`` (6 x xl330-m077), and ALOHA arms (LeRobot has no ALOHA class any more; the layout is
+the legacy one: ``aloha_follower`` is a ViperX 300 with xm540-w270 x 7 and xm430-w350 for wrist_rotate
+and gripper, ``aloha_leader`` a WidowX 250 with xm430-w350 x 7, xl430-w250 wrist_rotate, xc430-w150
+gripper; shoulder and elbow each have a shadow motor). Short names: ``so100``, ``so101``, ``koch``
+and ``aloha`` are the followers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from dexloop._core.sim import ALL_MOTORS, UNTIL_CLEARED, ServoSimulator
+
+__all__ = [
+    "ALL_MOTORS",
+    "PRESETS",
+    "UNTIL_CLEARED",
+    "MotorPreset",
+    "RobotPreset",
+    "ServoSimulator",
+    "SimulatedBus",
+    "preset",
+    "simulated_bus",
+]
+
+
+@dataclass(frozen=True)
+class MotorPreset:
+    name: str
+    id: int
+    model: str
+
+
+@dataclass(frozen=True)
+class RobotPreset:
+    name: str
+    protocol: str  # "feetech", "feetech_scs" or "dynamixel"
+    motors: tuple[MotorPreset, ...]
+    description: str
+
+    @property
+    def motor_names(self) -> list[str]:
+        return [motor.name for motor in self.motors]
+
+
+SO_JOINTS = ("shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper")
+ALOHA_JOINTS = (
+    "waist",
+    "shoulder",
+    "shoulder_shadow",
+    "elbow",
+    "elbow_shadow",
+    "forearm_roll",
+    "wrist_angle",
+    "wrist_rotate",
+    "gripper",
+)
+
+
+def _arm(
+    name: str, protocol: str, models: list[str], joints: tuple[str, ...], description: str
+) -> RobotPreset:
+    motors = tuple(
+        MotorPreset(joint, i + 1, model) for i, (joint, model) in enumerate(zip(joints, models, strict=True))
+    )
+    return RobotPreset(name, protocol, motors, description)
+
+
+_SO = ["sts3215"] * 6
+_KOCH_FOLLOWER = ["xl430-w250", "xl430-w250", "xl330-m288", "xl330-m288", "xl330-m288", "xl330-m288"]
+_ALOHA_FOLLOWER = ["xm540-w270"] * 7 + ["xm430-w350", "xm430-w350"]
+_ALOHA_LEADER = ["xm430-w350"] * 7 + ["xl430-w250", "xc430-w150"]
+
+PRESETS: dict[str, RobotPreset] = {
+    preset.name: preset
+    for preset in [
+        _arm("so100_follower", "feetech", _SO, SO_JOINTS, "SO-100 follower arm: 6 x Feetech STS3215"),
+        _arm("so100_leader", "feetech", _SO, SO_JOINTS, "SO-100 leader arm: 6 x Feetech STS3215"),
+        _arm("so101_follower", "feetech", _SO, SO_JOINTS, "SO-101 follower arm: 6 x Feetech STS3215"),
+        _arm("so101_leader", "feetech", _SO, SO_JOINTS, "SO-101 leader arm: 6 x Feetech STS3215"),
+        _arm(
+            "koch_follower",
+            "dynamixel",
+            _KOCH_FOLLOWER,
+            SO_JOINTS,
+            "Koch v1.1 follower arm: Dynamixel XL430-W250 x 2, XL330-M288 x 4",
+        ),
+        _arm(
+            "koch_leader", "dynamixel", ["xl330-m077"] * 6, SO_JOINTS, "Koch v1.1 leader arm: 6 x XL330-M077"
+        ),
+        _arm(
+            "aloha_follower",
+            "dynamixel",
+            _ALOHA_FOLLOWER,
+            ALOHA_JOINTS,
+            "ALOHA follower arm (ViperX 300): XM540-W270 x 7, XM430-W350 x 2",
+        ),
+        _arm(
+            "aloha_leader",
+            "dynamixel",
+            _ALOHA_LEADER,
+            ALOHA_JOINTS,
+            "ALOHA leader arm (WidowX 250): XM430-W350 x 7, XL430-W250, XC430-W150",
+        ),
+    ]
+}
+ALIASES = {
+    "so100": "so100_follower",
+    "so101": "so101_follower",
+    "koch": "koch_follower",
+    "aloha": "aloha_follower",
+}
+
+
+def preset(robot: str) -> RobotPreset:
+    """The preset named `robot` (a preset name or one of the short names so100, so101, koch, aloha)."""
+    key = ALIASES.get(robot, robot)
+    if key not in PRESETS:
+        choices = ", ".join([*ALIASES, *PRESETS])
+        raise ValueError(f"unknown robot {robot!r}: choose one of {choices}")
+    return PRESETS[key]
+
+
+class SimulatedBus:
+    """A started or stopped simulator for one preset arm, addressed by LeRobot's motor names.
+
+    Every fault and introspection method takes a motor name, an id, or None (every motor)."""
+
+    def __init__(
+        self,
+        robot: str | RobotPreset,
+        *,
+        baudrate: int = 1_000_000,
+        time_constant_s: float = 0.04,
+        emulate_wire_time: bool = False,
+        match_baudrate: bool = False,
+        seed: int = 0,
+    ) -> None:
+        self.preset = robot if isinstance(robot, RobotPreset) else preset(robot)
+        self.simulator = ServoSimulator(
+            self.preset.protocol,
+            [(motor.id, motor.model) for motor in self.preset.motors],
+            baudrate=baudrate,
+            time_constant_s=time_constant_s,
+            emulate_wire_time=emulate_wire_time,
+            match_baudrate=match_baudrate,
+            seed=seed,
+        )
+        self.baudrate = baudrate
+        self._ids = {motor.name: motor.id for motor in self.preset.motors}
+
+    @property
+    def port(self) -> str:
+        return self.simulator.port
+
+    @property
+    def motors(self) -> dict[str, MotorPreset]:
+        return {motor.name: motor for motor in self.preset.motors}
+
+    def start(self) -> SimulatedBus:
+        self.simulator.start()
+        return self
+
+    def stop(self) -> None:
+        self.simulator.stop()
+
+    def __enter__(self) -> SimulatedBus:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def id_of(self, motor: str | int) -> int:
+        """The id of a motor given by name (its preset id, unless an ID write moved it) or id."""
+        if isinstance(motor, int):
+            return motor
+        if motor not in self._ids:
+            raise ValueError(f"{self.preset.name} has no motor {motor!r}: {', '.join(self._ids)}")
+        return self._ids[motor]
+
+    def _target(self, motor: str | int | None) -> int | None:
+        return None if motor is None else self.id_of(motor)
+
+    # Introspection
+    def read(self, motor: str | int, register: str) -> int:
+        return self.simulator.read_register(self.id_of(motor), register)
+
+    def write(self, motor: str | int, register: str, value: int) -> None:
+        self.simulator.write_register(self.id_of(motor), register, value)
+
+    def position(self, motor: str | int) -> float:
+        """The raw encoder position in steps (before homing offset)."""
+        return self.simulator.actual_position(self.id_of(motor))
+
+    def set_position(self, motor: str | int, steps: float) -> None:
+        """Moves a joint as a hand would (raw encoder steps); with torque on it is pulled back."""
+        self.simulator.set_actual_position(self.id_of(motor), steps)
+
+    def positions(self) -> dict[str, int]:
+        """Present_Position of every motor, as the bus would read it."""
+        return {
+            name: self.simulator.read_register(motor_id, "Present_Position")
+            for name, motor_id in self._ids.items()
+        }
+
+    # Faults
+    def drop_replies(self, motor: str | int | None, count: int = 1) -> None:
+        self.simulator.drop_replies(self._target(motor), count)
+
+    def corrupt_replies(self, motor: str | int | None, count: int = 1) -> None:
+        self.simulator.corrupt_replies(self._target(motor), count)
+
+    def delay_replies(self, motor: str | int | None, microseconds: int, count: int = 1) -> None:
+        self.simulator.delay_replies(self._target(motor), microseconds, count)
+
+    def reply_as(self, motor: str | int | None, other_id: int, count: int = 1) -> None:
+        self.simulator.reply_as(self._target(motor), other_id, count)
+
+    def garbage_before_replies(self, motor: str | int | None, data: bytes, count: int = 1) -> None:
+        self.simulator.garbage_before_replies(self._target(motor), data, count)
+
+    def vanish(self, motor: str | int | None) -> None:
+        self.simulator.vanish(self._target(motor))
+
+    def reappear(self, motor: str | int | None) -> None:
+        self.simulator.reappear(self._target(motor))
+
+    def set_error_bits(self, motor: str | int | None, bits: int) -> None:
+        self.simulator.set_error_bits(self._target(motor), bits)
+
+    def clear_faults(self, motor: str | int | None = None) -> None:
+        self.simulator.clear_faults(self._target(motor))
+
+    def __repr__(self) -> str:
+        state = "running" if self.simulator.running else "stopped"
+        return f"SimulatedBus({self.preset.name!r}, port={self.port!r}, {state})"
+
+
+@contextmanager
+def simulated_bus(robot: str | RobotPreset, **options: object) -> Iterator[SimulatedBus]:
+    """A started SimulatedBus for `robot`, stopped on exit. Options as SimulatedBus's."""
+    bus = SimulatedBus(robot, **options)  # type: ignore[arg-type]
+    bus.start()
+    try:
+        yield bus
+    finally:
+        bus.stop()
