@@ -133,7 +133,7 @@ def check_feetech() -> None:
             calibration_file = Path(folder) / "sim_arm.json"
             check(calibration_file.exists(), f"LeRobot wrote {calibration_file.name}")
             written = json.loads(calibration_file.read_text())
-            for motor, (low, high) in ranges.items():
+            for motor in ranges:
                 entry = written[motor]
                 offset = sim.read(motor, "Homing_Offset")
                 check(
