@@ -60,16 +60,40 @@ class SafetyLimitError(DexloopError, ValueError):
     """A command outside the configured safety limits of a robot."""
 
 
+class DeviceNotConnectedError(DexloopError, ConnectionError):
+    """A device (motors bus, robot, camera) is used before ``connect()`` or after ``disconnect()``.
+    A ConnectionError, as LeRobot's error of the same name."""
+
+
+class DeviceAlreadyConnectedError(DexloopError, ConnectionError):
+    """``connect()`` on a device that is already connected. A ConnectionError, as LeRobot's error of
+    the same name."""
+
+
+class HandshakeError(DexloopError, RuntimeError):
+    """The motors answering on a bus are not the configured ones: missing ids, other model numbers,
+    or (Feetech) differing firmware versions. A RuntimeError, as LeRobot raises for a failed motor check."""
+
+
+class CalibrationError(DexloopError, ValueError):
+    """A calibration file or calibration is missing, malformed or unusable (e.g. range_min == range_max).
+    The message names the file or motor involved."""
+
+
 __all__ = [
     "BusError",
     "BusProtocolError",
     "BusTimeoutError",
+    "CalibrationError",
     "DatasetError",
     "DatasetIndexError",
     "DatasetNotFoundError",
     "DatasetVersionError",
+    "DeviceAlreadyConnectedError",
+    "DeviceNotConnectedError",
     "DexloopError",
     "FrameTimestampError",
+    "HandshakeError",
     "SafetyLimitError",
     "ServoError",
     "VideoDecodeError",
