@@ -66,24 +66,58 @@ def calibration_of(robot: str, library) -> dict:
     }
 
 
-def time_calls(call: Callable[[], object], count: int) -> dict:
-    """Per-call wall time (median, p99, mean) and calling-thread CPU time, after a warm-up."""
-    for _ in range(50):
-        call()
-    durations = np.empty(count)
-    cpu_start = time.thread_time()
-    for i in range(count):
-        start = time.perf_counter()
-        call()
-        durations[i] = time.perf_counter() - start
-    cpu = (time.thread_time() - cpu_start) / count
+def open_bus(library, bus_class, robot: str, sim):
+    bus = bus_class(
+        port=sim.port, motors=motors_of(robot, library), calibration=calibration_of(robot, library)
+    )
+    bus.connect()
+    # As a robot's configure() does: no return delay (the Dynamixel factory default holds each reply
+    # 500 us), full acceleration.
+    bus.configure_motors()
+    return bus
+
+
+def calls_of(bus, robot: str) -> dict[str, Callable[[], object]]:
+    goals = dict.fromkeys(preset(robot).motor_names, 2048)
     return {
-        "median_us": float(np.median(durations) * 1e6),
-        "p99_us": float(np.percentile(durations, 99) * 1e6),
-        "mean_us": float(durations.mean() * 1e6),
-        "cpu_us": cpu * 1e6,
-        "per_s": float(1 / durations.mean()),
+        "sync_read": lambda: bus.sync_read("Present_Position", normalize=False),
+        "sync_read_normalized": lambda: bus.sync_read("Present_Position"),
+        "sync_write": lambda: bus.sync_write("Goal_Position", goals, normalize=False),
     }
+
+
+def interleaved(
+    calls: dict[str, dict[str, Callable[[], object]]], operation: str, count: int, rounds: int = 10
+) -> dict:
+    """Times `operation` for every library in alternating blocks, so that drift of the machine (this
+    VM's pty path swings between ~25 and ~75 us from minute to minute) hits all of them alike.
+    Per call: wall time (median, p99, mean) and CPU time of the calling thread."""
+    names = [name for name in calls if operation in calls[name]]
+    durations = {name: [] for name in names}
+    cpu = dict.fromkeys(names, 0.0)
+    block = max(1, count // rounds)
+    for _ in range(rounds):
+        for name in names:
+            call = calls[name][operation]
+            for _ in range(10):  # after switching library: caches, the simulator's state
+                call()
+            cpu_start = time.thread_time()
+            for _ in range(block):
+                start = time.perf_counter()
+                call()
+                durations[name].append(time.perf_counter() - start)
+            cpu[name] += time.thread_time() - cpu_start
+    result = {}
+    for name in names:
+        values = np.asarray(durations[name])
+        result[name] = {
+            "median_us": float(np.median(values) * 1e6),
+            "p99_us": float(np.percentile(values, 99) * 1e6),
+            "mean_us": float(values.mean() * 1e6),
+            "cpu_us": cpu[name] / len(values) * 1e6,
+            "per_s": float(1 / values.mean()),
+        }
+    return result
 
 
 def wire_bytes(sim, call: Callable[[], object], count: int = 100) -> float:
@@ -96,44 +130,37 @@ def wire_bytes(sim, call: Callable[[], object], count: int = 100) -> float:
     return (simulator.bytes_received + simulator.bytes_sent) / count
 
 
-def measure_library(name: str, library, bus_class, vendor: str, sim, count: int) -> dict:
+def measure_vendor(vendor: str, sim, lerobot: dict | None, count: int) -> dict:
+    """dexloop's MotorsBus, its bare C++ ServoBus call, and LeRobot's MotorsBus (when importable), all
+    open on the same simulated bus at once and used in turn."""
     robot = ROBOTS[vendor]
-    motor_names = preset(robot).motor_names
-    bus = bus_class(
-        port=sim.port, motors=motors_of(robot, library), calibration=calibration_of(robot, library)
+    dexloop_class = (
+        dexloop_motors.FeetechMotorsBus if vendor == "feetech" else dexloop_motors.DynamixelMotorsBus
     )
-    bus.connect()
-    # As a robot's configure() does: no return delay (the Dynamixel factory default holds each reply
-    # 500 us), full acceleration.
-    bus.configure_motors()
+    buses = {"dexloop": open_bus(dexloop_motors, dexloop_class, robot, sim)}
+    if lerobot is not None:
+        buses["lerobot"] = open_bus(lerobot["library"], lerobot[vendor], robot, sim)
     try:
-        goals = dict.fromkeys(motor_names, 2048)
-        calls = {
-            "sync_read": lambda: bus.sync_read("Present_Position", normalize=False),
-            "sync_read_normalized": lambda: bus.sync_read("Present_Position"),
-            "sync_write": lambda: bus.sync_write("Goal_Position", goals, normalize=False),
-        }
-        # Both libraries must agree on what they read before their speed is compared.
-        positions = calls["sync_read"]()
-        assert set(positions) == set(motor_names), f"{name} read {positions}"
-        result = {}
-        for operation, call in calls.items():
-            result[operation] = time_calls(call, count)
-            if operation in ("sync_read", "sync_write"):
-                result[operation]["wire_bytes"] = wire_bytes(sim, call)
-                result[operation]["minimum_bytes"] = MINIMUM_BYTES[(vendor, operation)]
-        if name == "dexloop":
-            # The C++ call alone, under the MotorsBus layer.
-            servo_bus = bus.servo_bus
-            ids = np.asarray([motor.id for motor in preset(robot).motors], dtype=np.uint8)
-            register = dexloop._core.bus.find_model(preset(robot).motors[0].model).registers[
-                "Present_Position"
-            ]
-            result["servo_bus_sync_read"] = time_calls(lambda: servo_bus.sync_read(ids, register), count)
-        return result
+        calls = {name: calls_of(bus, robot) for name, bus in buses.items()}
+        # The libraries must agree on what they read before their speed is compared.
+        readings = {name: calls[name]["sync_read"]() for name in calls}
+        assert all(reading == readings["dexloop"] for reading in readings.values()), readings
+        servo_bus = buses["dexloop"].servo_bus
+        ids = np.asarray([motor.id for motor in preset(robot).motors], dtype=np.uint8)
+        register = dexloop._core.bus.find_model(preset(robot).motors[0].model).registers["Present_Position"]
+        calls["dexloop ServoBus"] = {"sync_read": lambda: servo_bus.sync_read(ids, register)}
+        record: dict = {name: {} for name in calls}
+        for operation in ("sync_read", "sync_read_normalized", "sync_write"):
+            for name, stats in interleaved(calls, operation, count).items():
+                record[name][operation] = stats
+                if operation in ("sync_read", "sync_write"):
+                    stats["wire_bytes"] = wire_bytes(sim, calls[name][operation])
+                    stats["minimum_bytes"] = MINIMUM_BYTES[(vendor, operation)]
+        return record
     finally:
-        with contextlib.suppress(Exception):
-            bus.disconnect(disable_torque=False)
+        for bus in buses.values():
+            with contextlib.suppress(Exception):
+                bus.disconnect(disable_torque=False)
 
 
 def lerobot_buses() -> dict | None:
@@ -208,7 +235,6 @@ def main() -> None:
     args = parser.parse_args()
 
     lerobot = None if args.skip_lerobot else lerobot_buses()
-    buses = {"feetech": dexloop_motors.FeetechMotorsBus, "dynamixel": dexloop_motors.DynamixelMotorsBus}
     results = {"system": system_metadata(), "transactions": args.transactions, "scenarios": {}}
     scenarios = {
         "simulator replies at once": {},
@@ -219,37 +245,31 @@ def main() -> None:
         records = {}
         for vendor, robot in ROBOTS.items():
             with simulated_bus(robot, **options) as sim:
-                record = {
-                    "dexloop": measure_library(
-                        "dexloop", dexloop_motors, buses[vendor], vendor, sim, args.transactions
-                    )
-                }
-                if lerobot is not None:
-                    record["lerobot"] = measure_library(
-                        "lerobot", lerobot["library"], lerobot[vendor], vendor, sim, args.transactions
-                    )
+                record = measure_vendor(vendor, sim, lerobot, args.transactions)
             ours = record["dexloop"]
             line = (
-                f"  {robot:6s} sync_read {ours['sync_read']['median_us']:7.1f} us "
+                f"  {robot:6s} dexloop sync_read {ours['sync_read']['median_us']:7.1f} us "
                 f"(p99 {ours['sync_read']['p99_us']:.0f}, cpu {ours['sync_read']['cpu_us']:.0f} us, "
                 f"{ours['sync_read']['wire_bytes']:.0f}/{ours['sync_read']['minimum_bytes']} bytes)  "
                 f"sync_write {ours['sync_write']['median_us']:6.1f} us  "
-                f"bare ServoBus sync_read {ours['servo_bus_sync_read']['median_us']:6.1f} us"
+                f"(bare ServoBus sync_read {record['dexloop ServoBus']['sync_read']['median_us']:.1f} us)"
             )
             if "lerobot" in record:
                 theirs = record["lerobot"]
                 ratios = {
-                    op: theirs[op]["mean_us"] / ours[op]["mean_us"]
+                    f"{op}_{kind}": theirs[op][key] / ours[op][key]
                     for op in ("sync_read", "sync_read_normalized", "sync_write")
+                    for kind, key in (("wall", "median_us"), ("cpu", "cpu_us"))
                 }
                 record["ratios_lerobot_over_dexloop"] = ratios
                 line += (
-                    f"\n  {'':6s} LeRobot: sync_read {theirs['sync_read']['median_us']:7.1f} us "
+                    f"\n  {'':6s} LeRobot sync_read {theirs['sync_read']['median_us']:7.1f} us "
                     f"(p99 {theirs['sync_read']['p99_us']:.0f}, cpu {theirs['sync_read']['cpu_us']:.0f} us, "
                     f"{theirs['sync_read']['wire_bytes']:.0f} bytes)  sync_write "
-                    f"{theirs['sync_write']['median_us']:6.1f} us  -> dexloop is "
-                    f"{ratios['sync_read']:.1f}x faster on sync_read "
-                    f"({ratios['sync_read_normalized']:.1f}x normalised), {ratios['sync_write']:.1f}x on sync_write"
+                    f"{theirs['sync_write']['median_us']:6.1f} us\n  {'':6s} dexloop faster by: sync_read "
+                    f"{ratios['sync_read_wall']:.1f}x wall / {ratios['sync_read_cpu']:.1f}x CPU, normalised "
+                    f"{ratios['sync_read_normalized_wall']:.1f}x / {ratios['sync_read_normalized_cpu']:.1f}x, "
+                    f"sync_write {ratios['sync_write_wall']:.1f}x / {ratios['sync_write_cpu']:.1f}x"
                 )
             print(line, flush=True)
             records[vendor] = record

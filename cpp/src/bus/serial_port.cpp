@@ -53,6 +53,7 @@ SerialPort& SerialPort::operator=(SerialPort&& other) noexcept {
     path_ = std::move(other.path_);
     baudrate_ = other.baudrate_;
     low_latency_ = other.low_latency_;
+    spin_ = other.spin_;
     other.fd_ = -1;
   }
   return *this;
@@ -139,19 +140,31 @@ bool SerialPort::write_all(std::span<const uint8_t> bytes, Clock::time_point dea
 }
 
 long SerialPort::read_some(std::span<uint8_t> out, Clock::time_point deadline) {
+  if (spin_.count() > 0) {
+    const Clock::time_point spin_end = std::min(deadline, Clock::now() + spin_);
+    do {
+      ssize_t n = ::read(fd_, out.data(), out.size());
+      if (n > 0) return n;
+      if (n < 0 && errno != EAGAIN && errno != EINTR) return -1;
+    } while (Clock::now() < spin_end);
+  }
+  // Wait first, then read: a reply is rarely there already when a read starts, so trying to read
+  // before waiting would usually cost a system call for nothing.
   while (true) {
-    ssize_t n = ::read(fd_, out.data(), out.size());
-    if (n > 0) return n;
-    if (n < 0 && errno != EAGAIN && errno != EINTR) return -1;
-    if (Clock::now() >= deadline) return 0;
     struct pollfd waiting {
       fd_, POLLIN, 0
     };
     struct timespec timeout = time_until(deadline);
     int ready = ::ppoll(&waiting, 1, &timeout, nullptr);
     if (ready < 0 && errno != EINTR) return -1;
-    if (ready > 0 && (waiting.revents & (POLLERR | POLLNVAL))) return -1;
-    if (ready == 0 && Clock::now() >= deadline) return 0;
+    if (ready > 0) {
+      if (waiting.revents & (POLLERR | POLLNVAL)) return -1;
+      ssize_t n = ::read(fd_, out.data(), out.size());
+      if (n > 0) return n;
+      if (n < 0 && errno != EAGAIN && errno != EINTR) return -1;
+      if (n == 0 && (waiting.revents & POLLHUP)) return -1;
+    }
+    if (Clock::now() >= deadline) return 0;
   }
 }
 

@@ -52,6 +52,8 @@ ServoBus::ServoBus(std::string port, BusOptions options)
 
 void ServoBus::open() {
   port_.open(path_, options_.baudrate);
+  synchronized_ = false;
+  port_.set_spin(std::chrono::microseconds(options_.spin_us));
   traffic_ = Traffic{};
   rx_size_ = 0;
 }
@@ -86,8 +88,10 @@ size_t ServoBus::encode(uint8_t id, uint8_t instruction, std::span<const uint8_t
 }
 
 bool ServoBus::send(std::span<const uint8_t> request) {
-  // Replies to an earlier, abandoned transaction must not be taken for this one's.
-  port_.flush_input();
+  // Replies to an earlier, abandoned transaction must not be taken for this one's. After a
+  // transaction that got exactly its replies there is nothing to drop, and the flush is skipped.
+  if (!synchronized_) port_.flush_input();
+  synchronized_ = false;
   rx_size_ = 0;
   frame_size_ = 0;
   ++traffic_.transactions;
@@ -158,7 +162,10 @@ Status ServoBus::receive_frame(Clock::time_point deadline, bool fast, uint8_t* i
 Result ServoBus::transact(std::span<const uint8_t> request, std::span<const uint8_t> expected,
                           size_t reply_size, uint8_t* out, uint8_t* errors) {
   if (!send(request)) return {Status::kPortError, expected.empty() ? uint8_t{0} : expected[0]};
-  if (expected.empty()) return {};
+  if (expected.empty()) {
+    synchronized_ = true;
+    return {};
+  }
   const size_t overhead =
       options_.vendor == Vendor::kFeetech ? feetech::kStatusOverhead : dynamixel::kStatusOverhead;
   const Clock::time_point deadline =
@@ -207,6 +214,7 @@ Result ServoBus::transact(std::span<const uint8_t> request, std::span<const uint
     --remaining;
     consume_frame();
   }
+  synchronized_ = rx_size_ == 0;
   return {};
 }
 
@@ -234,7 +242,8 @@ Result ServoBus::transact_fast(std::span<const uint8_t> request, std::span<const
       crc = dynamixel::crc16(std::span<const uint8_t>(rx_, std::min(at, blocks_end)));
       for (size_t k = 0; k + 1 < expected.size() && at + block <= blocks_end; ++k, at += block) {
         crc = dynamixel::crc16(std::span<const uint8_t>(rx_ + at, block - 2), crc);
-        const uint16_t stored = rx_[at + block - 2] | static_cast<uint16_t>(rx_[at + block - 1] << 8);
+        const uint16_t stored =
+            rx_[at + block - 2] | static_cast<uint16_t>(rx_[at + block - 1] << 8);
         if (stored != crc) return {status, rx_[at + 1]};
         crc = dynamixel::crc16(std::span<const uint8_t>(rx_ + at + block - 2, 2), crc);
       }
@@ -257,6 +266,7 @@ Result ServoBus::transact_fast(std::span<const uint8_t> request, std::span<const
     if (errors != nullptr) errors[index] = at[0];
     if (out != nullptr) std::memcpy(out + index * reply_size, at + 2, reply_size);
   }
+  synchronized_ = rx_size_ == 0;
   return {};
 }
 
@@ -307,6 +317,7 @@ Result ServoBus::transact_bulk(std::span<const uint8_t> request, std::span<const
     --remaining;
     consume_frame();
   }
+  synchronized_ = rx_size_ == 0;
   return {};
 }
 

@@ -27,6 +27,8 @@ struct BusOptions {
   double latency_margin_ms = 10.0;
   // Extra allowance per replying servo (its Return_Delay_Time; LeRobot configures 0).
   double per_reply_margin_ms = 0.1;
+  // Microseconds a wait for reply bytes polls without sleeping (see SerialPort::set_spin).
+  int spin_us = 0;
 };
 
 // Counters of what went over the wire since the bus was opened.
@@ -116,6 +118,9 @@ class ServoBus {
   uint8_t rx_[8192];
   size_t rx_size_ = 0;
   size_t frame_size_ = 0;  // size of the frame at the front of rx_ after receive_frame
+  // The last transaction got exactly the replies it expected and left no bytes unread, so the next
+  // one needs no flush of the port's input.
+  bool synchronized_ = false;
   uint8_t scratch_[1024];  // unstuffed Dynamixel params
 };
 
