@@ -155,6 +155,65 @@ void write(ServoBus& servo_bus, int id, const Register& reg, int64_t value, int 
   check(servo_bus, result, "write " + std::string(reg.name) + " of motor " + std::to_string(id));
 }
 
+void reg_write(ServoBus& servo_bus, int id, const Register& reg, int64_t value, int retries) {
+  uint8_t bytes[4] = {};
+  bus::store_unsigned(encode_value(servo_bus, reg, value), bytes, reg.size, servo_bus.byte_order());
+  Result result;
+  {
+    nb::gil_scoped_release release;
+    result = servo_bus.reg_write(static_cast<uint8_t>(id), reg.address,
+                                 std::span<const uint8_t>(bytes, reg.size), retries);
+  }
+  check(servo_bus, result,
+        "reg_write " + std::string(reg.name) + " of motor " + std::to_string(id));
+}
+
+void action(ServoBus& servo_bus, int id, int retries) {
+  Result result;
+  {
+    nb::gil_scoped_release release;
+    result = servo_bus.action(static_cast<uint8_t>(id), retries);
+  }
+  check(servo_bus, result, "action of motor " + std::to_string(id));
+}
+
+// Dynamixel BULK_READ: one register per motor, each its own.
+nb::ndarray<nb::numpy, int64_t> bulk_read(ServoBus& servo_bus, Ids ids,
+                                          std::vector<const Register*> registers, int retries) {
+  const size_t count = ids.shape(0);
+  if (registers.size() != count) throw nb::value_error("bulk_read needs one register per motor id");
+  if (count == 0 || count > ServoBus::kMaxMotors)
+    throw nb::value_error("bulk_read needs 1 to 64 motor ids");
+  uint16_t addresses[ServoBus::kMaxMotors];
+  uint16_t sizes[ServoBus::kMaxMotors];
+  size_t total = 0;
+  for (size_t i = 0; i < count; ++i) {
+    addresses[i] = registers[i]->address;
+    sizes[i] = registers[i]->size;
+    total += sizes[i];
+  }
+  uint8_t raw[ServoBus::kMaxMotors * 4];
+  Result result;
+  {
+    nb::gil_scoped_release release;
+    result = servo_bus.bulk_read(std::span<const uint8_t>(ids.data(), count),
+                                 std::span<const uint16_t>(addresses, count),
+                                 std::span<const uint16_t>(sizes, count), raw, nullptr, retries);
+  }
+  check(servo_bus, result, "bulk_read");
+  auto* values = new int64_t[count];
+  nb::capsule owner(values,
+                    [](void* pointer) noexcept { delete[] static_cast<int64_t*>(pointer); });
+  size_t at = 0;
+  for (size_t i = 0; i < count; ++i) {
+    const Register& reg = *registers[i];
+    values[i] = bus::decode_signed(bus::load_unsigned(raw + at, reg.size, servo_bus.byte_order()),
+                                   reg.size, reg.encoding);
+    at += reg.size;
+  }
+  return nb::ndarray<nb::numpy, int64_t>(values, {count}, owner);
+}
+
 nb::ndarray<nb::numpy, int64_t> sync_read(ServoBus& servo_bus, Ids ids, const Register& reg,
                                           int retries, bool fast) {
   const size_t count = ids.shape(0);
@@ -352,6 +411,12 @@ void register_bus(nb::module_& module) {
            "A register of one motor, sign-decoded.")
       .def("write", &write, "id"_a, "register"_a, "value"_a, "retries"_a = 0,
            "Writes a (signed) value and waits for the status packet.")
+      .def("reg_write", &reg_write, "id"_a, "register"_a, "value"_a, "retries"_a = 0,
+           "Registers a value that the next ACTION applies (to start motors together).")
+      .def("action", &action, "id"_a = 254, "retries"_a = 0,
+           "Applies registered writes; to every motor by default (broadcast, no reply).")
+      .def("bulk_read", &bulk_read, "ids"_a, "registers"_a, "retries"_a = 0,
+           "Dynamixel BULK_READ: registers[i] of ids[i], one instruction; int64 values in order.")
       .def("sync_read", &sync_read, "ids"_a, "register"_a, "retries"_a = 0, "fast"_a = false,
            "A register of every motor in one instruction: int64 values in the order of `ids`.")
       .def("sync_write", &sync_write, "ids"_a, "register"_a, "values"_a,

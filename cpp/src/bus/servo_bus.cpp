@@ -387,6 +387,37 @@ Result ServoBus::read(uint8_t id, uint16_t address, uint16_t size, uint8_t* out,
 }
 
 Result ServoBus::write(uint8_t id, uint16_t address, std::span<const uint8_t> data, int retries) {
+  return write_instruction(feetech::kWrite, id, address, data, retries);
+}
+
+Result ServoBus::reg_write(uint8_t id, uint16_t address, std::span<const uint8_t> data,
+                           int retries) {
+  return write_instruction(feetech::kRegWrite, id, address, data, retries);
+}
+
+Result ServoBus::action(uint8_t id, int retries) {
+  if (!is_open()) return {Status::kPortError, id};
+  if (id > feetech::kBroadcastId) return {Status::kTxError, id};
+  const size_t request = encode(id, feetech::kAction, {});
+  // Both SDKs: Feetech waits for the status of a unicast ACTION; Dynamixel's never waits for one.
+  const uint8_t expected_id[] = {id};
+  const bool wait = options_.vendor == Vendor::kFeetech && id != feetech::kBroadcastId;
+  const std::span<const uint8_t> expected =
+      wait ? std::span<const uint8_t>(expected_id) : std::span<const uint8_t>();
+  uint8_t error = 0;
+  Result result;
+  for (int attempt = 0; attempt <= retries; ++attempt) {
+    if (attempt > 0) ++traffic_.retries;
+    result = transact(std::span<const uint8_t>(tx_, request), expected, 0, nullptr, &error);
+    result.attempts = static_cast<uint8_t>(attempt + 1);
+    if (!retryable(result.status)) break;
+  }
+  if (result.ok() && error != 0) return {Status::kServoError, id, error, result.attempts};
+  return result;
+}
+
+Result ServoBus::write_instruction(uint8_t instruction, uint8_t id, uint16_t address,
+                                   std::span<const uint8_t> data, int retries) {
   if (!is_open()) return {Status::kPortError, id};
   const bool feetech_bus = options_.vendor == Vendor::kFeetech;
   if (id > feetech::kBroadcastId || data.empty() || data.size() > 512 ||
@@ -404,7 +435,7 @@ Result ServoBus::write(uint8_t id, uint16_t address, std::span<const uint8_t> da
   }
   std::memcpy(params + count, data.data(), data.size());
   count += data.size();
-  const size_t request = encode(id, feetech::kWrite, std::span<const uint8_t>(params, count));
+  const size_t request = encode(id, instruction, std::span<const uint8_t>(params, count));
   if (request == 0) return {Status::kTxError, id};
   // A broadcast write gets no reply.
   const uint8_t expected_id[] = {id};

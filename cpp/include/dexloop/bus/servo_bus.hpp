@@ -73,6 +73,13 @@ class ServoBus {
   // WRITE `data` at `address` of `id`, waiting for its status packet.
   Result write(uint8_t id, uint16_t address, std::span<const uint8_t> data, int retries);
 
+  // REG_WRITE: like write, but the servo holds the data until ACTION (to start several motors in
+  // the same instant).
+  Result reg_write(uint8_t id, uint16_t address, std::span<const uint8_t> data, int retries);
+
+  // ACTION: applies what REG_WRITE registered (usually to the broadcast id, then without reply).
+  Result action(uint8_t id, int retries);
+
   // SYNC_READ `size` bytes at `address` of every id into `out` (ids.size() * size bytes, in the
   // order of `ids`) and each reply's error byte into `errors` (may be null). With `fast`,
   // Dynamixel's FAST_SYNC_READ (one combined reply).
@@ -98,6 +105,8 @@ class ServoBus {
   // a reply is a status packet whose data has `reply_size` bytes.
   Result transact(std::span<const uint8_t> request, std::span<const uint8_t> expected,
                   size_t reply_size, uint8_t* out, uint8_t* errors);
+  Result write_instruction(uint8_t instruction, uint8_t id, uint16_t address,
+                           std::span<const uint8_t> data, int retries);
   Result transact_fast(std::span<const uint8_t> request, std::span<const uint8_t> expected,
                        size_t reply_size, uint8_t* out, uint8_t* errors);
   Result transact_bulk(std::span<const uint8_t> request, std::span<const uint8_t> expected,
