@@ -379,17 +379,17 @@ void register_bus(nb::module_& module) {
       .def(
           "__init__",
           [](ServoBus* self, const std::string& port, const std::string& vendor, int protocol,
-             int baudrate, double latency_margin_ms, int spin_us) {
+             int baudrate, double latency_margin_ms, int max_spin_us) {
             bus::BusOptions options;
             options.vendor = vendor_of(vendor);
             options.protocol = protocol;
             options.baudrate = baudrate;
             options.latency_margin_ms = latency_margin_ms;
-            options.spin_us = spin_us;
+            options.max_spin_us = max_spin_us;
             new (self) ServoBus(port, options);
           },
           "port"_a, "vendor"_a, "protocol"_a, "baudrate"_a = 1'000'000,
-          "latency_margin_ms"_a = 10.0, "spin_us"_a = 0)
+          "latency_margin_ms"_a = 10.0, "max_spin_us"_a = 0)
       .def("open", &ServoBus::open, nb::call_guard<nb::gil_scoped_release>())
       .def("close", &ServoBus::close)
       .def_prop_ro("is_open", &ServoBus::is_open)

@@ -89,3 +89,14 @@ def test_servo_error_bits_name_the_fault() -> None:
         with pytest.raises(ServoError, match=r"motor 2 reports overload \(error byte 0x20\)"):
             servo_bus.read(2, bus.find_model("sts3215").registers["ID"])
         assert isinstance(ServoError("x"), RuntimeError)
+
+
+def test_polling_for_fast_replies_returns_the_same_values() -> None:
+    with simulated_bus("so101") as sim:
+        sleeping = open_bus(sim, "feetech", 0)
+        position = bus.find_model("sts3215").registers["Present_Position"]
+        expected = sleeping.sync_read(IDS, position)
+        sleeping.close()
+        polling = open_bus(sim, "feetech", 0, max_spin_us=300)
+        for _ in range(50):  # long enough for the latency estimate to settle and polling to start
+            np.testing.assert_array_equal(polling.sync_read(IDS, position), expected)

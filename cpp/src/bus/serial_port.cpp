@@ -53,7 +53,6 @@ SerialPort& SerialPort::operator=(SerialPort&& other) noexcept {
     path_ = std::move(other.path_);
     baudrate_ = other.baudrate_;
     low_latency_ = other.low_latency_;
-    spin_ = other.spin_;
     other.fd_ = -1;
   }
   return *this;
@@ -139,9 +138,10 @@ bool SerialPort::write_all(std::span<const uint8_t> bytes, Clock::time_point dea
   return true;
 }
 
-long SerialPort::read_some(std::span<uint8_t> out, Clock::time_point deadline) {
-  if (spin_.count() > 0) {
-    const Clock::time_point spin_end = std::min(deadline, Clock::now() + spin_);
+long SerialPort::read_some(std::span<uint8_t> out, Clock::time_point deadline,
+                           Clock::time_point spin_until) {
+  if (spin_until > Clock::now()) {
+    const Clock::time_point spin_end = std::min(deadline, spin_until);
     do {
       ssize_t n = ::read(fd_, out.data(), out.size());
       if (n > 0) return n;

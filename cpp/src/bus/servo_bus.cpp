@@ -53,7 +53,7 @@ ServoBus::ServoBus(std::string port, BusOptions options)
 void ServoBus::open() {
   port_.open(path_, options_.baudrate);
   synchronized_ = false;
-  port_.set_spin(std::chrono::microseconds(options_.spin_us));
+  reply_latency_us_ = 1e6;
   traffic_ = Traffic{};
   rx_size_ = 0;
 }
@@ -96,6 +96,8 @@ bool ServoBus::send(std::span<const uint8_t> request) {
   frame_size_ = 0;
   ++traffic_.transactions;
   traffic_.bytes_sent += request.size();
+  sent_at_ = Clock::now();
+  awaiting_first_byte_ = true;
   return port_.write_all(request, Clock::now() + to_duration(timeout_ms(request.size(), 0, 0)));
 }
 
@@ -150,9 +152,23 @@ Status ServoBus::receive_frame(Clock::time_point deadline, bool fast, uint8_t* i
       rx_size_ = 0;  // a buffer full of bytes that never form a packet
       return Status::kCorrupt;
     }
-    long n = port_.read_some(std::span<uint8_t>(rx_ + rx_size_, sizeof(rx_) - rx_size_), deadline);
+    // Poll without sleeping where replies have been coming faster than a thread wakes up.
+    Clock::time_point spin_until = Clock::time_point::min();
+    if (reply_latency_us_ <= options_.max_spin_us) {
+      spin_until = Clock::now() +
+                   std::chrono::microseconds(static_cast<int64_t>(2 * reply_latency_us_ + 20));
+    }
+    long n = port_.read_some(std::span<uint8_t>(rx_ + rx_size_, sizeof(rx_) - rx_size_), deadline,
+                             spin_until);
     if (n < 0) return Status::kPortError;
     if (n == 0) return received_any ? Status::kCorrupt : Status::kTimeout;
+    if (awaiting_first_byte_) {
+      awaiting_first_byte_ = false;
+      const double latency =
+          std::chrono::duration<double, std::micro>(Clock::now() - sent_at_).count();
+      reply_latency_us_ =
+          reply_latency_us_ >= 1e6 ? latency : 0.8 * reply_latency_us_ + 0.2 * latency;
+    }
     rx_size_ += static_cast<size_t>(n);
     traffic_.bytes_received += static_cast<uint64_t>(n);
     received_any = true;

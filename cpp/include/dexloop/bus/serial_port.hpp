@@ -41,14 +41,11 @@ class SerialPort {
   bool write_all(std::span<const uint8_t> bytes, Clock::time_point deadline);
 
   // Reads what is available into `out`, waiting until `deadline` for the first byte. Returns the
-  // number of bytes read (0 at the deadline) or -1 on an error.
-  long read_some(std::span<uint8_t> out, Clock::time_point deadline);
-
-  // How long read_some polls the port without sleeping before it waits in the kernel. A reply that
-  // arrives within this window is taken at once instead of after a thread wake-up (tens of
-  // microseconds); the price is that much CPU time per wait. 0 disables spinning.
-  void set_spin(std::chrono::microseconds spin) { spin_ = spin; }
-  std::chrono::microseconds spin() const { return spin_; }
+  // number of bytes read (0 at the deadline) or -1 on an error. Until `spin_until` it polls the
+  // port without sleeping: bytes arriving in that window are taken at once instead of after a
+  // thread wake-up (tens of microseconds), at the price of that much CPU time.
+  long read_some(std::span<uint8_t> out, Clock::time_point deadline,
+                 Clock::time_point spin_until = Clock::time_point::min());
 
  private:
   void configure(int baudrate);
@@ -57,7 +54,6 @@ class SerialPort {
   std::string path_;
   int baudrate_ = 0;
   bool low_latency_ = false;
-  std::chrono::microseconds spin_{0};
 };
 
 }  // namespace dexloop::bus

@@ -27,8 +27,10 @@ struct BusOptions {
   double latency_margin_ms = 10.0;
   // Extra allowance per replying servo (its Return_Delay_Time; LeRobot configures 0).
   double per_reply_margin_ms = 0.1;
-  // Microseconds a wait for reply bytes polls without sleeping (see SerialPort::set_spin).
-  int spin_us = 0;
+  // Replies that usually come within this many microseconds are awaited by polling the port
+  // without sleeping, which saves a thread wake-up each; slower links (USB adapters, low baud
+  // rates) are awaited in the kernel, at no CPU cost. 0: never poll.
+  int max_spin_us = 300;
 };
 
 // Counters of what went over the wire since the bus was opened.
@@ -130,6 +132,10 @@ class ServoBus {
   // The last transaction got exactly the replies it expected and left no bytes unread, so the next
   // one needs no flush of the port's input.
   bool synchronized_ = false;
+  Clock::time_point sent_at_;
+  bool awaiting_first_byte_ = false;
+  // Moving average of the time from a request to its first reply byte, in microseconds.
+  double reply_latency_us_ = 1e6;
   uint8_t scratch_[1024];  // unstuffed Dynamixel params
 };
 
