@@ -345,15 +345,11 @@ Result ServoBus::ping(uint8_t id, int retries, uint16_t* model_number, uint8_t* 
   const bool dynamixel = options_.vendor == Vendor::kDynamixel;
   uint8_t reply[3] = {};
   uint8_t error = 0;
-  Result result;
-  for (int attempt = 0; attempt <= retries; ++attempt) {
-    if (attempt > 0) ++traffic_.retries;
-    // A Dynamixel ping reply carries the model number and firmware version; a Feetech one is empty.
-    result =
-        transact(std::span<const uint8_t>(tx_, size), expected, dynamixel ? 3 : 0, reply, &error);
-    result.attempts = static_cast<uint8_t>(attempt + 1);
-    if (!retryable(result.status)) break;
-  }
+  // A Dynamixel ping reply carries the model number and firmware version; a Feetech one is empty.
+  Result result = with_retries(retries, [&] {
+    return transact(std::span<const uint8_t>(tx_, size), expected, dynamixel ? 3 : 0, reply,
+                    &error);
+  });
   if (!result.ok()) return result;
   if (error != 0) return {Status::kServoError, id, error, result.attempts};
   if (dynamixel) {
@@ -391,13 +387,9 @@ Result ServoBus::read(uint8_t id, uint16_t address, uint16_t size, uint8_t* out,
   const size_t request = encode(id, feetech::kRead, std::span<const uint8_t>(params, count));
   const uint8_t expected[] = {id};
   uint8_t error = 0;
-  Result result;
-  for (int attempt = 0; attempt <= retries; ++attempt) {
-    if (attempt > 0) ++traffic_.retries;
-    result = transact(std::span<const uint8_t>(tx_, request), expected, size, out, &error);
-    result.attempts = static_cast<uint8_t>(attempt + 1);
-    if (!retryable(result.status)) break;
-  }
+  Result result = with_retries(retries, [&] {
+    return transact(std::span<const uint8_t>(tx_, request), expected, size, out, &error);
+  });
   if (result.ok() && error != 0) return {Status::kServoError, id, error, result.attempts};
   return result;
 }
@@ -421,13 +413,9 @@ Result ServoBus::action(uint8_t id, int retries) {
   const std::span<const uint8_t> expected =
       wait ? std::span<const uint8_t>(expected_id) : std::span<const uint8_t>();
   uint8_t error = 0;
-  Result result;
-  for (int attempt = 0; attempt <= retries; ++attempt) {
-    if (attempt > 0) ++traffic_.retries;
-    result = transact(std::span<const uint8_t>(tx_, request), expected, 0, nullptr, &error);
-    result.attempts = static_cast<uint8_t>(attempt + 1);
-    if (!retryable(result.status)) break;
-  }
+  Result result = with_retries(retries, [&] {
+    return transact(std::span<const uint8_t>(tx_, request), expected, 0, nullptr, &error);
+  });
   if (result.ok() && error != 0) return {Status::kServoError, id, error, result.attempts};
   return result;
 }
@@ -459,13 +447,9 @@ Result ServoBus::write_instruction(uint8_t instruction, uint8_t id, uint16_t add
                                                 ? std::span<const uint8_t>()
                                                 : std::span<const uint8_t>(expected_id);
   uint8_t error = 0;
-  Result result;
-  for (int attempt = 0; attempt <= retries; ++attempt) {
-    if (attempt > 0) ++traffic_.retries;
-    result = transact(std::span<const uint8_t>(tx_, request), expected, 0, nullptr, &error);
-    result.attempts = static_cast<uint8_t>(attempt + 1);
-    if (!retryable(result.status)) break;
-  }
+  Result result = with_retries(retries, [&] {
+    return transact(std::span<const uint8_t>(tx_, request), expected, 0, nullptr, &error);
+  });
   if (result.ok() && error != 0) return {Status::kServoError, id, error, result.attempts};
   return result;
 }
@@ -483,14 +467,10 @@ Result ServoBus::sync_read(std::span<const uint8_t> ids, uint16_t address, uint1
                                                                  static_cast<uint8_t>(size), tx_)
                                      : dynamixel::encode_sync_read(ids, address, size, fast, tx_);
   if (request == 0) return {Status::kTxError};
-  Result result;
-  for (int attempt = 0; attempt <= retries; ++attempt) {
-    if (attempt > 0) ++traffic_.retries;
-    result = fast ? transact_fast(std::span<const uint8_t>(tx_, request), ids, size, out, errors)
-                  : transact(std::span<const uint8_t>(tx_, request), ids, size, out, errors);
-    result.attempts = static_cast<uint8_t>(attempt + 1);
-    if (!retryable(result.status)) break;
-  }
+  Result result = with_retries(retries, [&] {
+    return fast ? transact_fast(std::span<const uint8_t>(tx_, request), ids, size, out, errors)
+                : transact(std::span<const uint8_t>(tx_, request), ids, size, out, errors);
+  });
   return result;
 }
 
@@ -516,13 +496,9 @@ Result ServoBus::bulk_read(std::span<const uint8_t> ids, std::span<const uint16_
     return {Status::kTxError};
   const size_t request = dynamixel::encode_bulk_read(ids, addresses, sizes, tx_);
   if (request == 0) return {Status::kTxError};
-  Result result;
-  for (int attempt = 0; attempt <= retries; ++attempt) {
-    if (attempt > 0) ++traffic_.retries;
-    result = transact_bulk(std::span<const uint8_t>(tx_, request), ids, sizes, out, errors);
-    result.attempts = static_cast<uint8_t>(attempt + 1);
-    if (!retryable(result.status)) break;
-  }
+  Result result = with_retries(retries, [&] {
+    return transact_bulk(std::span<const uint8_t>(tx_, request), ids, sizes, out, errors);
+  });
   return result;
 }
 

@@ -121,6 +121,20 @@ class ServoBus {
   void consume_frame();
   static bool retryable(Status status);
 
+  // Runs `attempt` until it succeeds, fails for a reason other than communication, or `retries`
+  // more tries are spent; counts retries and records the tries made in the result.
+  template <typename Attempt>
+  Result with_retries(int retries, Attempt attempt) {
+    Result result;
+    for (int tries = 0; tries <= retries; ++tries) {
+      if (tries > 0) ++traffic_.retries;
+      result = attempt();
+      result.attempts = static_cast<uint8_t>(tries + 1);
+      if (!retryable(result.status)) break;
+    }
+    return result;
+  }
+
   std::string path_;
   BusOptions options_;
   SerialPort port_;
