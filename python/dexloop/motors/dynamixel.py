@@ -14,7 +14,7 @@ from enum import Enum
 from typing import ClassVar
 
 from ._tables import vendor_tables
-from .motors_bus import Motor, MotorCalibration, MotorsBus, NameOrID
+from .motors_bus import DriveMode, Motor, MotorCalibration, MotorsBus, NameOrID, TorqueMode
 
 logger = logging.getLogger(__name__)
 
@@ -66,16 +66,6 @@ class OperatingMode(Enum):
     CURRENT_POSITION = 5
     # PWM (voltage) control.
     PWM = 16
-
-
-class DriveMode(Enum):
-    NON_INVERTED = 0
-    INVERTED = 1
-
-
-class TorqueMode(Enum):
-    ENABLED = 1
-    DISABLED = 0
 
 
 class DynamixelMotorsBus(MotorsBus):

@@ -17,7 +17,7 @@ from typing import ClassVar
 from dexloop.errors import HandshakeError
 
 from ._tables import vendor_tables
-from .motors_bus import MAX_ID, Motor, MotorCalibration, MotorsBus, NameOrID
+from .motors_bus import MAX_ID, DriveMode, Motor, MotorCalibration, MotorsBus, NameOrID, TorqueMode
 
 logger = logging.getLogger(__name__)
 
@@ -47,16 +47,6 @@ class OperatingMode(Enum):
     PWM = 2
     # Step servo mode: steps from Goal_Position (0x2A), bit 15 the direction.
     STEP = 3
-
-
-class DriveMode(Enum):
-    NON_INVERTED = 0
-    INVERTED = 1
-
-
-class TorqueMode(Enum):
-    ENABLED = 1
-    DISABLED = 0
 
 
 class FeetechMotorsBus(MotorsBus):

@@ -40,6 +40,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from enum import Enum
 from pprint import pformat
 from typing import Any, ClassVar
 
@@ -64,6 +65,18 @@ Value = int | float
 
 # Highest servo id (0xFC) on both vendors' buses; 0xFE is the broadcast id.
 MAX_ID = 252
+
+
+class DriveMode(Enum):
+    """Shared by both vendors; importable from dexloop.motors.feetech and .dynamixel, as in LeRobot."""
+
+    NON_INVERTED = 0
+    INVERTED = 1
+
+
+class TorqueMode(Enum):
+    ENABLED = 1
+    DISABLED = 0
 
 
 @dataclass
