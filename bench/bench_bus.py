@@ -5,8 +5,11 @@ bytes real servos send): an SO-101 arm (6 x Feetech STS3215) and a Koch arm (Dyn
 each bus it measures, in the same process:
 
 * a 6-motor SYNC_READ of Present_Position and a 6-motor SYNC_WRITE of Goal_Position through each
-  library's MotorsBus (``sync_read("Present_Position", normalize=False)``, as LeRobot's robots call it,
-  and the normalised read a calibrated robot does), plus dexloop's bare ServoBus call;
+  library's MotorsBus: the raw ``sync_read("Present_Position", normalize=False)`` of calibration
+  steps and the normalised ``sync_read("Present_Position")`` of a calibrated robot's observation,
+  plus dexloop's bare ServoBus call;
+* each library with its defaults: dexloop's driver polls the port for replies that have been
+  arriving within 100 us (``max_spin_us``), LeRobot's SDKs poll for every reply;
 * wall time per transaction (median and 99th percentile), CPU time of the calling thread per
   transaction, and the bytes on the wire (counted by the simulator) against the protocol minimum.
 
@@ -201,12 +204,13 @@ def plot(results: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     scenarios = list(results["scenarios"])
-    figure, axes = plt.subplots(1, len(scenarios), figsize=(5.5 * len(scenarios), 4.2), squeeze=False)
+    figure, axes = plt.subplots(1, len(scenarios), figsize=(7 * len(scenarios), 4.4), squeeze=False)
     for axis, scenario in zip(axes[0], scenarios, strict=True):
         labels, dexloop_values, lerobot_values = [], [], []
         for vendor, record in results["scenarios"][scenario].items():
-            for operation in ("sync_read", "sync_write"):
-                labels.append(f"{ROBOTS[vendor]}\n{operation}")
+            for operation in ("sync_read", "sync_read_normalized", "sync_write"):
+                label = operation.replace("_normalized", "\nnormalised")
+                labels.append(f"{ROBOTS[vendor]}\n{label}")
                 dexloop_values.append(record["dexloop"][operation]["median_us"])
                 lerobot_values.append(record.get("lerobot", {}).get(operation, {}).get("median_us", 0))
         x = np.arange(len(labels))

@@ -389,7 +389,7 @@ void register_bus(nb::module_& module) {
             new (self) ServoBus(port, options);
           },
           "port"_a, "vendor"_a, "protocol"_a, "baudrate"_a = 1'000'000,
-          "latency_margin_ms"_a = 10.0, "max_spin_us"_a = 0)
+          "latency_margin_ms"_a = 10.0, "max_spin_us"_a = 100)
       .def("open", &ServoBus::open, nb::call_guard<nb::gil_scoped_release>())
       .def("close", &ServoBus::close)
       .def_prop_ro("is_open", &ServoBus::is_open)
@@ -400,6 +400,9 @@ void register_bus(nb::module_& module) {
       .def_prop_ro("protocol",
                    [](const ServoBus& servo_bus) { return servo_bus.options().protocol; })
       .def_prop_rw("baudrate", &ServoBus::baudrate, &ServoBus::set_baudrate)
+      .def_prop_ro(
+          "max_spin_us", [](const ServoBus& servo_bus) { return servo_bus.options().max_spin_us; },
+          "Replies that have been arriving within this many microseconds are awaited by polling.")
       .def_prop_ro("low_latency", &ServoBus::low_latency,
                    "Whether the serial driver accepted the low-latency flag (USB adapters).")
       .def_prop_ro("traffic", &traffic,

@@ -14,7 +14,8 @@ NB_MODULE(_core, module) {
   dexloop::bindings::register_video(video);
   nb::module_ dataset = module.def_submodule("dataset", "Episode index maths of delta_timestamps");
   dexloop::bindings::register_dataset(dataset);
-  nb::module_ bus = module.def_submodule("bus", "Feetech and Dynamixel servo bus transactions and control tables");
+  nb::module_ bus = module.def_submodule(
+      "bus", "Feetech and Dynamixel servo bus transactions and control tables");
   dexloop::bindings::register_bus(bus);
   nb::module_ sim =
       module.def_submodule("sim", "Simulated Feetech and Dynamixel servo buses on a pty");

@@ -93,10 +93,10 @@ def test_servo_error_bits_name_the_fault() -> None:
 
 def test_polling_for_fast_replies_returns_the_same_values() -> None:
     with simulated_bus("so101") as sim:
-        sleeping = open_bus(sim, "feetech", 0)
+        sleeping = open_bus(sim, "feetech", 0, max_spin_us=0)
         position = bus.find_model("sts3215").registers["Present_Position"]
         expected = sleeping.sync_read(IDS, position)
         sleeping.close()
-        polling = open_bus(sim, "feetech", 0, max_spin_us=300)
+        polling = open_bus(sim, "feetech", 0, max_spin_us=100)
         for _ in range(50):  # long enough for the latency estimate to settle and polling to start
             np.testing.assert_array_equal(polling.sync_read(IDS, position), expected)

@@ -483,6 +483,18 @@ def test_baudrate_and_timeout(so_bus):
     assert so_bus.timeout_ms == 1000
 
 
+def test_polling_for_fast_replies_is_a_bus_option(so101, koch):
+    assert FeetechMotorsBus(so101.port, so_motors()).servo_bus.max_spin_us == 100
+    for bus in (
+        FeetechMotorsBus(so101.port, so_motors(), max_spin_us=0),
+        DynamixelMotorsBus(koch.port, koch_motors(), max_spin_us=0),
+    ):
+        assert bus.servo_bus.max_spin_us == 0
+        bus.connect()
+        assert len(bus.sync_read("Present_Position", normalize=False)) == 6
+        bus.disconnect(disable_torque=False)
+
+
 # --- Calibration procedure ----------------------------------------------------------------------
 
 

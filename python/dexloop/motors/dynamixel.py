@@ -91,8 +91,16 @@ class DynamixelMotorsBus(MotorsBus):
         calibration: dict[str, MotorCalibration] | None = None,
         *,
         latency_margin_ms: float = 10.0,
+        max_spin_us: int = 100,
     ):
-        super().__init__(port, motors, calibration, protocol=2, latency_margin_ms=latency_margin_ms)
+        super().__init__(
+            port,
+            motors,
+            calibration,
+            protocol=2,
+            latency_margin_ms=latency_margin_ms,
+            max_spin_us=max_spin_us,
+        )
 
     def _handshake(self) -> None:
         self._assert_motors_exist()

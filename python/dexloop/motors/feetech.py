@@ -73,6 +73,7 @@ class FeetechMotorsBus(MotorsBus):
         protocol_version: int = DEFAULT_PROTOCOL_VERSION,
         *,
         latency_margin_ms: float = 10.0,
+        max_spin_us: int = 100,
     ):
         if protocol_version not in (0, 1):
             raise ValueError(
@@ -81,7 +82,12 @@ class FeetechMotorsBus(MotorsBus):
         self.protocol_version = protocol_version
         self._has_sync_read = protocol_version == 0
         super().__init__(
-            port, motors, calibration, protocol=protocol_version, latency_margin_ms=latency_margin_ms
+            port,
+            motors,
+            calibration,
+            protocol=protocol_version,
+            latency_margin_ms=latency_margin_ms,
+            max_spin_us=max_spin_us,
         )
         wrong = {
             name: m.model for name, m in self.motors.items() if MODEL_PROTOCOL[m.model] != protocol_version

@@ -156,7 +156,11 @@ class MotorsBus(abc.ABC):
         bus.disconnect()
 
     ``latency_margin_ms`` (keyword, dexloop only) is the allowance beyond a transaction's wire time before
-    it times out: USB adapter latency and servo turnaround.
+    it times out: USB adapter latency and servo turnaround. ``max_spin_us`` (keyword, dexloop only): replies
+    whose first byte has been arriving within this many microseconds (a simulator's pty, a short read on a
+    native UART) are awaited by polling the port instead of sleeping, which saves a thread wake-up per
+    transaction; longer waits (a whole sync read on the wire, USB adapters, which hold bytes for 125 us to
+    1 ms) are spent asleep, at no CPU cost. 0 never polls.
     """
 
     # Set by subclasses.
@@ -184,6 +188,7 @@ class MotorsBus(abc.ABC):
         *,
         protocol: int,
         latency_margin_ms: float = 10.0,
+        max_spin_us: int = 100,
     ):
         self.port = port
         self.motors = motors
@@ -198,7 +203,12 @@ class MotorsBus(abc.ABC):
         self._plans: dict[tuple, _Plan] = {}
         self._owner = f"{type(self).__name__} on '{port}'"
         self.servo_bus = _bus.ServoBus(
-            port, self.vendor, protocol, baudrate=self.default_baudrate, latency_margin_ms=latency_margin_ms
+            port,
+            self.vendor,
+            protocol,
+            baudrate=self.default_baudrate,
+            latency_margin_ms=latency_margin_ms,
+            max_spin_us=max_spin_us,
         )
 
     # ------------------------------------------------------------------------------------------------

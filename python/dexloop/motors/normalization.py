@@ -72,6 +72,13 @@ def _equal_range(owner: str, name: str, value: int) -> CalibrationError:
     )
 
 
+def _clamp(val: Any, low: Any, high: Any) -> Any:
+    """``min(high, max(low, val))``, the same object for every input (NaN included: ``low``), without
+    the two builtin calls, which cost half the time of a 6-motor normalisation."""
+    val = val if val > low else low
+    return val if val < high else high
+
+
 def normalize_values(
     names: Sequence[str],
     values: Sequence[Any],
@@ -96,15 +103,15 @@ def normalize_values(
         max_ = cal.range_max
         if max_ == min_:
             raise _equal_range(owner, name, min_)
-        if mode is _DEG:
-            mid = (min_ + max_) / 2
-            append((val - mid) * 360 / mr)
-        elif mode is _M100:
-            bounded_val = min(max_, max(min_, val))
+        if mode is _M100:
+            bounded_val = _clamp(val, min_, max_)
             norm = (((bounded_val - min_) / (max_ - min_)) * 200) - 100
             append(-norm if apply_drive_mode and cal.drive_mode else norm)
+        elif mode is _DEG:
+            mid = (min_ + max_) / 2
+            append((val - mid) * 360 / mr)
         elif mode is _R100:
-            bounded_val = min(max_, max(min_, val))
+            bounded_val = _clamp(val, min_, max_)
             norm = ((bounded_val - min_) / (max_ - min_)) * 100
             append(100 - norm if apply_drive_mode and cal.drive_mode else norm)
         else:
@@ -140,13 +147,13 @@ def unnormalize_values(
                 if not isfinite(val):
                     int(val)  # ValueError for NaN, OverflowError for infinities, as LeRobot's int(value)
                 val = -val if apply_drive_mode and cal.drive_mode else val
-                bounded_val = min(100.0, max(-100.0, val))
+                bounded_val = _clamp(val, -100.0, 100.0)
                 append(int(((bounded_val + 100) / 200) * (max_ - min_) + min_))
             elif mode is _R100:
                 if not isfinite(val):
                     int(val)
                 val = 100 - val if apply_drive_mode and cal.drive_mode else val
-                bounded_val = min(100.0, max(0.0, val))
+                bounded_val = _clamp(val, 0.0, 100.0)
                 append(int((bounded_val / 100) * (max_ - min_) + min_))
             else:
                 raise NotImplementedError(f"{owner}: motor '{name}' has an unknown norm mode {mode!r}")

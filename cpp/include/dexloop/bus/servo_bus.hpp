@@ -27,10 +27,11 @@ struct BusOptions {
   double latency_margin_ms = 10.0;
   // Extra allowance per replying servo (its Return_Delay_Time; LeRobot configures 0).
   double per_reply_margin_ms = 0.1;
-  // Replies that usually come within this many microseconds are awaited by polling the port
-  // without sleeping, which saves a thread wake-up each; slower links (USB adapters, low baud
-  // rates) are awaited in the kernel, at no CPU cost. 0: never poll.
-  int max_spin_us = 300;
+  // Replies whose first byte has been arriving within this many microseconds (a simulator's pty,
+  // a short read on a native UART) are awaited by polling the port without sleeping, which saves
+  // a thread wake-up each; longer waits (a whole sync read on the wire, USB adapters, which hold
+  // bytes for 125 us to 1 ms) are spent asleep in the kernel, at no CPU cost. 0: never poll.
+  int max_spin_us = 100;
 };
 
 // Counters of what went over the wire since the bus was opened.
