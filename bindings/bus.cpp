@@ -143,29 +143,30 @@ int64_t read(ServoBus& servo_bus, int id, const Register& reg, int retries) {
                             reg.encoding);
 }
 
-void write(ServoBus& servo_bus, int id, const Register& reg, int64_t value, int retries) {
+// WRITE and REG_WRITE of one register's value: the same bytes under another instruction.
+using RegisterWrite = Result (ServoBus::*)(uint8_t, uint16_t, std::span<const uint8_t>, int);
+
+template <RegisterWrite kSend>
+void write_value(ServoBus& servo_bus, int id, const Register& reg, int64_t value, int retries,
+                 const char* what) {
   uint8_t bytes[4] = {};
   bus::store_unsigned(encode_value(servo_bus, reg, value), bytes, reg.size, servo_bus.byte_order());
   Result result;
   {
     nb::gil_scoped_release release;
-    result = servo_bus.write(static_cast<uint8_t>(id), reg.address,
-                             std::span<const uint8_t>(bytes, reg.size), retries);
+    result = (servo_bus.*kSend)(static_cast<uint8_t>(id), reg.address,
+                                std::span<const uint8_t>(bytes, reg.size), retries);
   }
-  check(servo_bus, result, "write " + std::string(reg.name) + " of motor " + std::to_string(id));
+  check(servo_bus, result,
+        std::string(what) + " " + std::string(reg.name) + " of motor " + std::to_string(id));
+}
+
+void write(ServoBus& servo_bus, int id, const Register& reg, int64_t value, int retries) {
+  write_value<&ServoBus::write>(servo_bus, id, reg, value, retries, "write");
 }
 
 void reg_write(ServoBus& servo_bus, int id, const Register& reg, int64_t value, int retries) {
-  uint8_t bytes[4] = {};
-  bus::store_unsigned(encode_value(servo_bus, reg, value), bytes, reg.size, servo_bus.byte_order());
-  Result result;
-  {
-    nb::gil_scoped_release release;
-    result = servo_bus.reg_write(static_cast<uint8_t>(id), reg.address,
-                                 std::span<const uint8_t>(bytes, reg.size), retries);
-  }
-  check(servo_bus, result,
-        "reg_write " + std::string(reg.name) + " of motor " + std::to_string(id));
+  write_value<&ServoBus::reg_write>(servo_bus, id, reg, value, retries, "reg_write");
 }
 
 void action(ServoBus& servo_bus, int id, int retries) {

@@ -13,7 +13,10 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
+
+#include "dexloop/bus/dynamixel_protocol.hpp"
 
 namespace dexloop::bus {
 
@@ -81,5 +84,28 @@ class ScriptedPeer {
   std::mutex mutex_;
   std::vector<Bytes> log_;
 };
+
+// A Dynamixel FAST_SYNC_READ status packet, built by hand from the protocol's description rather
+// than by the encoder under test: id 0xFE, then per motor its error byte, id and data, each block
+// but the last followed by the CRC of everything before it; no byte stuffing.
+inline Bytes fast_sync_read_reply(const std::vector<std::pair<uint8_t, Bytes>>& blocks) {
+  Bytes packet = {0xFF, 0xFF, 0xFD, 0x00, 0xFE, 0x00, 0x00, 0x55};
+  auto append_crc = [&packet] {
+    const uint16_t crc = dynamixel::crc16(packet);
+    packet.push_back(static_cast<uint8_t>(crc & 0xFF));
+    packet.push_back(static_cast<uint8_t>(crc >> 8));
+  };
+  for (size_t k = 0; k < blocks.size(); ++k) {
+    packet.push_back(0);
+    packet.push_back(blocks[k].first);
+    packet.insert(packet.end(), blocks[k].second.begin(), blocks[k].second.end());
+    if (k + 1 < blocks.size()) append_crc();
+  }
+  const size_t length = packet.size() - 5;  // from the instruction byte, CRC included
+  packet[5] = static_cast<uint8_t>(length & 0xFF);
+  packet[6] = static_cast<uint8_t>(length >> 8);
+  append_crc();
+  return packet;
+}
 
 }  // namespace dexloop::bus

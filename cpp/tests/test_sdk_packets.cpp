@@ -78,25 +78,10 @@ Bytes healthy_reply(bool feetech_bus, const Bytes& request) {
   if (instruction == dynamixel::kSyncRead) {
     for (size_t i = 12; i + 2 < request.size(); ++i) status(request[i], Bytes(request[10], 0));
   } else if (instruction == dynamixel::kFastSyncRead) {
-    Bytes packet = {0xFF, 0xFF, 0xFD, 0x00, 0xFE, 0x00, 0x00, 0x55};
-    const size_t count = request.size() - 14;
-    for (size_t k = 0; k < count; ++k) {
-      packet.push_back(0);
-      packet.push_back(request[12 + k]);
-      packet.insert(packet.end(), request[10], 0);
-      if (k + 1 < count) {
-        uint16_t crc = dynamixel::crc16(packet);
-        packet.push_back(static_cast<uint8_t>(crc & 0xFF));
-        packet.push_back(static_cast<uint8_t>(crc >> 8));
-      }
-    }
-    const size_t length = packet.size() - 5;
-    packet[5] = static_cast<uint8_t>(length & 0xFF);
-    packet[6] = static_cast<uint8_t>(length >> 8);
-    uint16_t crc = dynamixel::crc16(packet);
-    packet.push_back(static_cast<uint8_t>(crc & 0xFF));
-    packet.push_back(static_cast<uint8_t>(crc >> 8));
-    return packet;
+    std::vector<std::pair<uint8_t, Bytes>> blocks;
+    for (size_t i = 12; i + 2 < request.size(); ++i)
+      blocks.emplace_back(request[i], Bytes(request[10], 0));
+    return fast_sync_read_reply(blocks);
   } else if (id != dynamixel::kBroadcastId) {
     if (instruction == dynamixel::kPing)
       status(id, {0x0C, 0x04, 46});

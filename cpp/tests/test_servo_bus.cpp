@@ -192,24 +192,10 @@ TEST(ServoBus, DynamixelSyncReadAndFastSyncRead) {
       }
       return replies;
     }
-    // FAST_SYNC_READ: one packet, id 0xFE, per motor ERR, ID, data, CRC (cumulative), unstuffed.
-    Bytes packet = {0xFF, 0xFF, 0xFD, 0x00, 0xFE, 0x00, 0x00, 0x55};
-    for (uint8_t id = 1; id <= 3; ++id) {
-      Bytes block = {0x00, id, static_cast<uint8_t>(10 * id), 0, 0, 0};
-      packet.insert(packet.end(), block.begin(), block.end());
-      if (id < 3) {
-        uint16_t crc = dynamixel::crc16(packet);
-        packet.push_back(static_cast<uint8_t>(crc & 0xFF));
-        packet.push_back(static_cast<uint8_t>(crc >> 8));
-      }
-    }
-    const size_t length = packet.size() - 7 + 2;
-    packet[5] = static_cast<uint8_t>(length & 0xFF);
-    packet[6] = static_cast<uint8_t>(length >> 8);
-    uint16_t crc = dynamixel::crc16(packet);
-    packet.push_back(static_cast<uint8_t>(crc & 0xFF));
-    packet.push_back(static_cast<uint8_t>(crc >> 8));
-    return packet;
+    std::vector<std::pair<uint8_t, Bytes>> blocks;
+    for (uint8_t id = 1; id <= 3; ++id)
+      blocks.emplace_back(id, Bytes{static_cast<uint8_t>(10 * id), 0, 0, 0});
+    return fast_sync_read_reply(blocks);
   });
   ServoBus servo_bus(peer.path(), dynamixel_options());
   servo_bus.open();
