@@ -13,6 +13,11 @@ each bus it measures, in the same process:
 * wall time per transaction (median and 99th percentile), CPU time of the calling thread per
   transaction, and the bytes on the wire (counted by the simulator) against the protocol minimum.
 
+The cost of never taking a late reply for a fresh one: after a failed transaction, dexloop sends one
+fence (a short READ whose reply no late one can look like) before the next; the read following a
+failure (the last motor's reply corrupted) is timed for both libraries (``sync_read_after_failure``).
+Clean transactions send no fence.
+
 Twice: with the simulator answering at once, and with it holding each reply for its wire time at
 1 Mbit/s (what a real bus costs). LeRobot is measured when ``lerobot`` is importable in this Python:
 the environment of shared/tools/lerobot-peer.sh has it (install dexloop there with
@@ -123,6 +128,23 @@ def interleaved(
     return result
 
 
+def after_failure(sim, calls: dict[str, dict[str, Callable[[], object]]], robot: str, count: int) -> dict:
+    """Per library, the median wall time of the sync read that follows a failed one (the last
+    motor's reply corrupted), alternating libraries round by round."""
+    last_motor = preset(robot).motors[-1].id
+    durations: dict[str, list[float]] = {name: [] for name in calls if "sync_read" in calls[name]}
+    for _ in range(count):
+        for name in durations:
+            read = calls[name]["sync_read"]
+            sim.corrupt_replies(last_motor, 1)
+            with contextlib.suppress(Exception):  # LeRobot raises ConnectionError, dexloop BusProtocolError
+                read()
+            start = time.perf_counter()
+            read()
+            durations[name].append(time.perf_counter() - start)
+    return {name: {"median_us": float(np.median(values) * 1e6)} for name, values in durations.items()}
+
+
 def wire_bytes(sim, call: Callable[[], object], count: int = 100) -> float:
     """Bytes on the wire per call, in both directions, as the simulator counts them."""
     simulator = sim.simulator
@@ -159,6 +181,8 @@ def measure_vendor(vendor: str, sim, lerobot: dict | None, count: int) -> dict:
                 if operation in ("sync_read", "sync_write"):
                     stats["wire_bytes"] = wire_bytes(sim, calls[name][operation])
                     stats["minimum_bytes"] = MINIMUM_BYTES[(vendor, operation)]
+        for name, stats in after_failure(sim, calls, robot, max(50, count // 10)).items():
+            record[name]["sync_read_after_failure"] = stats
         return record
     finally:
         for bus in buses.values():
@@ -257,6 +281,8 @@ def main() -> None:
                 f"{ours['sync_read']['wire_bytes']:.0f}/{ours['sync_read']['minimum_bytes']} bytes)  "
                 f"sync_write {ours['sync_write']['median_us']:6.1f} us  "
                 f"(bare ServoBus sync_read {record['dexloop ServoBus']['sync_read']['median_us']:.1f} us)"
+                f"\n  {'':6s} dexloop sync_read after a failed one (fence + read) "
+                f"{ours['sync_read_after_failure']['median_us']:7.1f} us"
             )
             if "lerobot" in record:
                 theirs = record["lerobot"]
@@ -274,6 +300,8 @@ def main() -> None:
                     f"{ratios['sync_read_wall']:.1f}x wall / {ratios['sync_read_cpu']:.1f}x CPU, normalised "
                     f"{ratios['sync_read_normalized_wall']:.1f}x / {ratios['sync_read_normalized_cpu']:.1f}x, "
                     f"sync_write {ratios['sync_write_wall']:.1f}x / {ratios['sync_write_cpu']:.1f}x"
+                    f"\n  {'':6s} LeRobot sync_read after a failed one "
+                    f"{theirs['sync_read_after_failure']['median_us']:7.1f} us"
                 )
             print(line, flush=True)
             records[vendor] = record

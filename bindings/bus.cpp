@@ -81,11 +81,15 @@ void check(const ServoBus& servo_bus, const Result& result, const std::string& o
                              ": corrupt status packet (checksum or truncation) while waiting for" +
                              motor + tries);
     case Status::kWrongId:
-      throw BusProtocolError(where + ": only replies from other ids arrived while waiting for" +
+      throw BusProtocolError(where + ": a reply from another id came while waiting for" +
                              motor + tries);
     case Status::kBadLength:
-      throw BusProtocolError(where + ": status packet of" + motor + " has the wrong length" +
-                             tries);
+      throw BusProtocolError(
+          where + ": status packet of" + motor + " has the wrong length" +
+          (result.servo_error != 0
+               ? " and reports " + servo_error_text(servo_bus.options().vendor, result.servo_error)
+               : std::string()) +
+          tries);
     case Status::kServoError:
       throw ServoError(where + ":" + motor + " reports " +
                        servo_error_text(servo_bus.options().vendor, result.servo_error) +
@@ -100,6 +104,11 @@ void check(const ServoBus& servo_bus, const Result& result, const std::string& o
       throw BusError(where + ": the serial port failed (unplugged, or not open)");
     case Status::kTxError:
       throw nb::value_error((where + ": invalid arguments for the instruction").c_str());
+    case Status::kResyncFailed:
+      throw BusTimeoutError(where +
+                            ": the line could not be resynchronised after an earlier failure" +
+                            " (no answer from" + motor + " to the fence read" + tries +
+                            "; replies to an abandoned transaction may still be arriving)");
     case Status::kOk:
       return;
   }
@@ -280,6 +289,7 @@ nb::dict traffic(const ServoBus& servo_bus) {
   result["retries"] = t.retries;
   result["timeouts"] = t.timeouts;
   result["corrupt_replies"] = t.corrupt_replies;
+  result["fences"] = t.fences;
   return result;
 }
 

@@ -132,6 +132,21 @@ void register_sim(nb::module_& module) {
           },
           "id"_a.none(), "bits"_a, "ORed into every status error byte until set to 0.")
       .def(
+          "damage_instructions",
+          [](ServoSimulator& self, int count) { self.damage_instructions(count); }, "count"_a = 1,
+          "One bit flips in each of the driver's next `count` writes (instructions).")
+      .def(
+          "drop_instructions",
+          [](ServoSimulator& self, int count) { self.drop_instructions(count); }, "count"_a = 1,
+          "The driver's next `count` writes are lost before any motor hears them.")
+      .def(
+          "noise_before_instructions",
+          [](ServoSimulator& self, nb::bytes data, int count) {
+            const auto* begin = static_cast<const uint8_t*>(data.data());
+            self.noise_before_instructions(std::vector<uint8_t>(begin, begin + data.size()), count);
+          },
+          "data"_a, "count"_a = 1, "`data` reaches the motors before each of the next writes.")
+      .def(
           "clear_faults",
           [](ServoSimulator& self, std::optional<int> id) { self.clear_faults(target(id)); },
           "id"_a.none() = nb::none(), "Clears every fault (vanish and error bits included).")

@@ -212,7 +212,11 @@ int main(int argc, char** argv) {
         alarm(5);
         Result result = servo_bus.ping(1, 3, &model, nullptr);
         alarm(0);
-        if (!result.ok()) fail("the simulator stopped answering after garbage", seed);
+        if (!result.ok()) {
+          std::fprintf(stderr, "fuzz: ping after garbage: %s (motor %d, %d tries)\n",
+                       status_name(result.status), result.id, result.attempts);
+          fail("the simulator stopped answering after garbage", seed);
+        }
       }
     }
     close(raw);

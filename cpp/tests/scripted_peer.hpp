@@ -6,10 +6,12 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -17,6 +19,7 @@
 #include <vector>
 
 #include "dexloop/bus/dynamixel_protocol.hpp"
+#include "dexloop/bus/feetech_protocol.hpp"
 
 namespace dexloop::bus {
 
@@ -60,19 +63,44 @@ class ScriptedPeer {
       ssize_t n = read(master_, buffer, sizeof(buffer));
       if (n <= 0) continue;
       // A request arrives in one write; give it a moment to be complete.
-      Bytes request(buffer, buffer + n);
+      Bytes received(buffer, buffer + n);
       while (poll(&waiting, 1, 1) > 0 && (waiting.revents & POLLIN)) {
         n = read(master_, buffer, sizeof(buffer));
         if (n <= 0) break;
-        request.insert(request.end(), buffer, buffer + n);
+        received.insert(received.end(), buffer, buffer + n);
       }
-      {
-        std::lock_guard lock(mutex_);
-        log_.push_back(request);
+      // Requests the driver sent while the script was busy arrive together: answer each.
+      for (const Bytes& request : split_packets(received)) {
+        {
+          std::lock_guard lock(mutex_);
+          log_.push_back(request);
+        }
+        Bytes reply = script_(requests_++, request);
+        if (!reply.empty()) (void)!write(master_, reply.data(), reply.size());
       }
-      Bytes reply = script_(requests_++, request);
-      if (!reply.empty()) (void)!write(master_, reply.data(), reply.size());
     }
+  }
+
+  // Cuts bytes into instruction packets by their length fields (Dynamixel 2.0: FF FF FD 00 ID
+  // LEN_L LEN_H ...; Feetech: FF FF ID LEN ...); anything else stays one piece.
+  static std::vector<Bytes> split_packets(const Bytes& bytes) {
+    std::vector<Bytes> packets;
+    size_t at = 0;
+    while (at < bytes.size()) {
+      const size_t left = bytes.size() - at;
+      size_t size = left;
+      if (left >= 7 && bytes[at] == 0xFF && bytes[at + 1] == 0xFF && bytes[at + 2] == 0xFD &&
+          bytes[at + 3] == 0x00) {
+        size = 7 + (bytes[at + 5] | (bytes[at + 6] << 8));
+      } else if (left >= 4 && bytes[at] == 0xFF && bytes[at + 1] == 0xFF) {
+        size = 4 + bytes[at + 3];
+      }
+      size = std::min(size, left);
+      packets.emplace_back(bytes.begin() + static_cast<long>(at),
+                           bytes.begin() + static_cast<long>(at + size));
+      at += size;
+    }
+    return packets;
   }
 
   Script script_;
@@ -84,6 +112,33 @@ class ScriptedPeer {
   std::mutex mutex_;
   std::vector<Bytes> log_;
 };
+
+// A Feetech READ instruction's id, address and length, when `request` is one.
+struct FeetechRead {
+  uint8_t id = 0;
+  uint8_t address = 0;
+  uint8_t length = 0;
+};
+inline std::optional<FeetechRead> feetech_read(const Bytes& request) {
+  if (request.size() != 8 || request[0] != 0xFF || request[1] != 0xFF || request[4] != 0x02)
+    return std::nullopt;
+  return FeetechRead{request[2], request[5], request[6]};
+}
+
+// The driver's resynchronising READ (from address 0) after a failed transaction.
+inline bool is_fence(const Bytes& request) {
+  const auto read = feetech_read(request);
+  return read && read->address == 0;
+}
+
+// A Feetech status answering a READ with `length` bytes of `fill`.
+inline Bytes answer_read(const Bytes& request, uint8_t fill = 0) {
+  const auto read = feetech_read(request);
+  if (!read) return {};
+  Bytes params(read->length, fill);
+  uint8_t out[300];
+  return Bytes(out, out + feetech::encode(read->id, 0, params, out));
+}
 
 // A Dynamixel FAST_SYNC_READ status packet, built by hand from the protocol's description rather
 // than by the encoder under test: id 0xFE, then per motor its error byte, id and data, each block

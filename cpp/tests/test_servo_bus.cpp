@@ -72,20 +72,34 @@ TEST(ServoBus, TimeoutArrivesAtTheComputedDeadlineNotLater) {
   servo_bus.open();
   uint8_t value[2];
   const double deadline = servo_bus.timeout_ms(8, 8, 1);
-  auto start = std::chrono::steady_clock::now();
-  Result result = servo_bus.read(1, 56, 2, value, 2);
-  double took = elapsed_ms(start);
-  EXPECT_EQ(result.status, Status::kTimeout);
-  EXPECT_EQ(result.id, 1);
-  EXPECT_EQ(result.attempts, 3);
-  EXPECT_EQ(peer.requests(), 3);
-  EXPECT_GE(took, 3 * deadline);
-  EXPECT_LT(took, 3 * deadline + 15.0);  // scheduling slack only, no hidden extra waits
+  // The fastest of three: scheduling delays on a loaded machine inflate some runs, a wait hidden
+  // in the code inflates every one.
+  double fastest = 1e9;
+  for (int run = 0; run < 3; ++run) {
+    auto start = std::chrono::steady_clock::now();
+    Result result = servo_bus.read(1, 56, 2, value, 2);
+    fastest = std::min(fastest, elapsed_ms(start));
+    // Once the motor has gone silent, later calls cannot even get the line resynchronised.
+    EXPECT_EQ(result.status, run == 0 ? Status::kTimeout : Status::kResyncFailed);
+    EXPECT_EQ(result.id, 1);
+    EXPECT_EQ(result.attempts, 3);
+  }
+  // The first try of the first run is the read itself; every later try is a fence first (the
+  // silent motor may still answer), which gets no answer either, so the read is not sent again.
+  EXPECT_EQ(peer.requests(), 9);
+  EXPECT_EQ(servo_bus.traffic().fences, 8u);
+  // Fences wait as long as a read of their size; nothing else is waited for.
+  const double fence_deadline = servo_bus.timeout_ms(8, 7, 1);
+  EXPECT_GE(fastest, 3 * fence_deadline);
+  EXPECT_LT(fastest, 3 * deadline + 15.0);
 }
 
 TEST(ServoBus, RetriesCommunicationFailuresUntilAReplyIsGood) {
-  ScriptedPeer peer([](int n, const Bytes&) {
+  int reads = 0;
+  ScriptedPeer peer([&reads](int, const Bytes& request) {
+    if (is_fence(request)) return answer_read(request);
     Bytes good = feetech_status(2, 0, {0x00, 0x08});
+    const int n = reads++;
     if (n == 0) return Bytes{};  // dropped
     if (n == 1) {
       good.back() ^= 0xFF;  // corrupt checksum
@@ -101,9 +115,11 @@ TEST(ServoBus, RetriesCommunicationFailuresUntilAReplyIsGood) {
   Result result = servo_bus.read(2, 56, 2, value, 3);
   ASSERT_TRUE(result.ok()) << status_name(result.status);
   EXPECT_EQ(result.attempts, 3);
+  EXPECT_EQ(load_unsigned(value, 2, ByteOrder::kLittle), 0x0800u);
   EXPECT_EQ(servo_bus.traffic().retries, 2u);
   EXPECT_EQ(servo_bus.traffic().timeouts, 1u);
   EXPECT_EQ(servo_bus.traffic().corrupt_replies, 1u);
+  EXPECT_EQ(servo_bus.traffic().fences, 2u);  // one before each retry
 }
 
 TEST(ServoBus, ServoErrorBitsAreReportedWithoutRetrying) {
@@ -212,6 +228,93 @@ TEST(ServoBus, DynamixelSyncReadAndFastSyncRead) {
   result = servo_bus.sync_read(ids, 132, 4, values, nullptr, 0, /*fast=*/true);
   ASSERT_TRUE(result.ok()) << status_name(result.status);
   for (int i = 0; i < 3; ++i) EXPECT_EQ(values[4 * i], 10 * (i + 1));
+}
+
+// The read the scripted peers below answer late: (id 3, address 56, 2 bytes).
+bool is_slow_read(const Bytes& request) {
+  const auto read = feetech_read(request);
+  return read && read->address == 56;
+}
+
+TEST(ServoBus, ALateReplyIsNeverTakenForTheNextTransaction) {
+  // The peer answers the first read 15 ms late, past its 5 ms margin. It serves one request at a
+  // time, as a serial line does, so everything after waits for that reply to go out first.
+  ScriptedPeer peer([](int n, const Bytes& request) {
+    if (n == 0 && is_slow_read(request)) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(15));
+      return feetech_status(3, 0, {0x11, 0x01});
+    }
+    if (is_fence(request)) return answer_read(request);
+    return feetech_status(3, 0, {0x22, 0x02});  // the second read's own reply
+  });
+  ServoBus servo_bus(peer.path(), feetech_options(5.0));
+  servo_bus.open();
+  uint8_t value[2];
+  EXPECT_EQ(servo_bus.read(3, 56, 2, value, 0).status, Status::kTimeout);
+  // Same id, same length, another register: only the order of the line tells the replies apart.
+  // Fences that time out while the late reply is still held back are retried.
+  Result result = servo_bus.read(3, 42, 2, value, 5);
+  ASSERT_TRUE(result.ok()) << status_name(result.status);
+  EXPECT_EQ(load_unsigned(value, 2, ByteOrder::kLittle), 0x0222u);
+  const uint64_t fences = servo_bus.traffic().fences;
+  EXPECT_GE(fences, 1u);
+  const std::vector<Bytes> requests = peer.all_requests();
+  ASSERT_EQ(requests.size(), 2 + fences);
+  for (size_t k = 1; k <= fences; ++k) EXPECT_TRUE(is_fence(requests[k]));
+  // And the line is trusted again: the next read sends no fence.
+  ASSERT_TRUE(servo_bus.read(3, 42, 2, value, 0).ok());
+  EXPECT_EQ(servo_bus.traffic().fences, fences);
+}
+
+TEST(ServoBus, FencesTakeAShapeNoLateReplyCanHave) {
+  std::atomic<bool> answer_fences{false};
+  ScriptedPeer peer([&](int, const Bytes& request) {
+    if (is_fence(request)) return answer_fences ? answer_read(request) : Bytes{};
+    return Bytes{};
+  });
+  ServoBus servo_bus(peer.path(), feetech_options(2.0));
+  servo_bus.open();
+  uint8_t value[2];
+  // A 1-byte read that goes unanswered: its reply may still come. The next attempt's fence must
+  // not be 1 byte long; it goes unanswered too, and so the one after takes yet another length.
+  EXPECT_EQ(servo_bus.read(3, 56, 1, value, 0).status, Status::kTimeout);
+  EXPECT_EQ(servo_bus.read(3, 56, 2, value, 0).status, Status::kResyncFailed);
+  answer_fences = true;
+  EXPECT_EQ(servo_bus.read(3, 56, 2, value, 0).status, Status::kTimeout);
+  const std::vector<Bytes> requests = peer.all_requests();
+  ASSERT_EQ(requests.size(), 4u);  // read, fence, fence, read
+  ASSERT_TRUE(is_fence(requests[1]) && is_fence(requests[2]));
+  EXPECT_EQ(feetech_read(requests[1])->length, 2);
+  EXPECT_EQ(feetech_read(requests[2])->length, 3);
+}
+
+TEST(ServoBus, SyncReadRepliesOutOfOrderOrFromElsewhereFailAtOnce) {
+  // Per sync read, the order in which motors answer; 0 stands for a foreign id (9).
+  const std::vector<std::vector<uint8_t>> orders = {{1, 3, 2}, {1, 2, 0}, {1, 1, 2}};
+  ScriptedPeer peer([&](int n, const Bytes& request) {
+    if (is_fence(request)) return answer_read(request);
+    Bytes replies;
+    for (uint8_t id : orders[static_cast<size_t>(n / 2)]) {
+      Bytes reply = feetech_status(id == 0 ? 9 : id, 0, {id, 0x08});
+      replies.insert(replies.end(), reply.begin(), reply.end());
+    }
+    return replies;
+  });
+  ServoBus servo_bus(peer.path(), feetech_options(50.0));
+  servo_bus.open();
+  const uint8_t ids[] = {1, 2, 3};
+  uint8_t values[6];
+  const struct {
+    Status status;
+    uint8_t id;
+  } expected[] = {{Status::kTimeout, 2}, {Status::kWrongId, 3}, {Status::kWrongId, 2}};
+  for (const auto& want : expected) {
+    auto start = std::chrono::steady_clock::now();
+    Result result = servo_bus.sync_read(ids, 56, 2, values, nullptr, 0);
+    EXPECT_EQ(result.status, want.status);
+    EXPECT_EQ(result.id, want.id);
+    EXPECT_LT(elapsed_ms(start), 40.0);  // without waiting out the 50 ms margin
+  }
 }
 
 TEST(ServoBus, OpeningAMissingPortIsABusError) {

@@ -128,6 +128,33 @@ def test_binding_faults_introspection_and_errors() -> None:
         ServoSimulator("feetech", [(1, "sts3215"), (1, "sts3215")])
 
 
+def test_binding_line_faults_from_the_driver_to_the_motors() -> None:
+    with ServoSimulator("feetech", [(1, "sts3215")], seed=5) as sim, Port(sim.port) as port:
+        # Noise while the line was idle, then the instruction: still answered.
+        sim.noise_before_instructions(b"\x13\x37", 1)
+        assert port.transact(FEETECH_PING_1, 6) == FEETECH_STATUS_1
+        sim.drop_instructions(1)
+        assert port.transact(FEETECH_PING_1, 6, timeout=0.05) == b""
+        assert sim.instruction_count(0x01) == 1 and sim.corrupt_instructions == 0
+        assert sim.bytes_received == 2 * len(FEETECH_PING_1)  # what the driver sent, noise aside
+        # One flipped bit: Feetech ignores the damaged packet (or sees no packet at all).
+        sim.damage_instructions(-1)
+        for _ in range(5):
+            assert port.transact(FEETECH_PING_1, 6, timeout=0.02) == b""
+        assert sim.instruction_count(0x01) == 1
+        sim.clear_faults()  # every motor: the line faults too
+        time.sleep(0.06)  # a servo drops a partial packet after an idle line
+        assert port.transact(FEETECH_PING_1, 6) == FEETECH_STATUS_1
+    with ServoSimulator("dynamixel", [(1, "xl330-m288")], seed=5) as sim, Port(sim.port) as port:
+        # Dynamixel answers a unicast packet whose CRC fails with the CRC error (when the id and
+        # length survive the flipped bit), else nothing: never a normal status.
+        for _ in range(20):
+            sim.damage_instructions(1)
+            reply = port.transact(DYNAMIXEL_PING_1, 14, timeout=0.05)
+            assert reply == b"" or (reply[7] == 0x55 and reply[8] == 0x03), reply.hex()
+        assert sim.instruction_count(0x01) == 0
+
+
 @pytest.mark.parametrize(
     ("robot", "protocol", "models"),
     [

@@ -15,6 +15,16 @@ constexpr Clock::duration to_duration(double milliseconds) {
       std::chrono::duration<double, std::milli>(milliseconds));
 }
 
+// The bit standing for replies of `size` data bytes in ServoBus::late_lengths_.
+constexpr uint64_t length_bit(size_t size) { return uint64_t{1} << std::min<size_t>(size, 63); }
+
+// Fences read 1 to this many bytes from address 0 (model number, firmware, id: EEPROM that every
+// model lets any master read).
+constexpr uint16_t kMaxFenceLength = 16;
+
+// The longest a last-resort drain waits for a quiet line, however noisy it stays.
+constexpr double kMaxDrainMs = 1000.0;
+
 }  // namespace
 
 const char* status_name(Status status) {
@@ -35,6 +45,8 @@ const char* status_name(Status status) {
       return "port error";
     case Status::kTxError:
       return "invalid instruction";
+    case Status::kResyncFailed:
+      return "resynchronisation failed";
   }
   return "unknown";
 }
@@ -53,6 +65,11 @@ ServoBus::ServoBus(std::string port, BusOptions options)
 void ServoBus::open() {
   port_.open(path_, options_.baudrate);
   synchronized_ = false;
+  // Whatever an earlier user of the port left on the line was flushed by open().
+  line_unsure_ = false;
+  std::fill(std::begin(late_lengths_), std::end(late_lengths_), 0);
+  late_lengths_any_ = 0;
+  last_responder_ = kNoMotor;
   reply_latency_us_ = 1e6;
   traffic_ = Traffic{};
   rx_size_ = 0;
@@ -77,14 +94,153 @@ double ServoBus::timeout_ms(size_t sent, size_t received, size_t replies) const 
          static_cast<double>(replies) * options_.per_reply_margin_ms;
 }
 
-bool ServoBus::retryable(Status status) {
-  return status == Status::kTimeout || status == Status::kCorrupt || status == Status::kWrongId ||
-         status == Status::kBadLength;
+bool ServoBus::retryable(const Result& result) const {
+  switch (result.status) {
+    case Status::kTimeout:
+    case Status::kCorrupt:
+    case Status::kWrongId:
+    case Status::kBadLength:
+    case Status::kResyncFailed:
+      return true;
+    case Status::kServoError:
+      // A Dynamixel servo that received a damaged instruction says so: a failure of the line, not
+      // of the servo.
+      return options_.vendor == Vendor::kDynamixel &&
+             (result.servo_error & 0x7F) == dynamixel::kErrorCrc;
+    default:
+      return false;
+  }
 }
 
-size_t ServoBus::encode(uint8_t id, uint8_t instruction, std::span<const uint8_t> params) {
-  if (options_.vendor == Vendor::kFeetech) return feetech::encode(id, instruction, params, tx_);
-  return dynamixel::encode(id, instruction, params, tx_);
+size_t ServoBus::encode(uint8_t id, uint8_t instruction, std::span<const uint8_t> params,
+                        std::span<uint8_t> out) {
+  if (options_.vendor == Vendor::kFeetech) return feetech::encode(id, instruction, params, out);
+  return dynamixel::encode(id, instruction, params, out);
+}
+
+size_t ServoBus::encode_read(uint8_t id, uint16_t address, uint16_t size, std::span<uint8_t> out) {
+  uint8_t params[4];
+  size_t count = 0;
+  if (options_.vendor == Vendor::kFeetech) {
+    params[0] = static_cast<uint8_t>(address);
+    params[1] = static_cast<uint8_t>(size);
+    count = 2;
+  } else {
+    store_unsigned(address, params, 2, ByteOrder::kLittle);
+    store_unsigned(size, params + 2, 2, ByteOrder::kLittle);
+    count = 4;
+  }
+  return encode(id, feetech::kRead, std::span<const uint8_t>(params, count), out);
+}
+
+void ServoBus::expect_late(uint8_t id, size_t size) {
+  late_lengths_[id] |= length_bit(size);
+  line_unsure_ = true;
+}
+
+void ServoBus::expect_late(std::span<const uint8_t> ids, size_t size) {
+  for (uint8_t id : ids) late_lengths_[id] |= length_bit(size);
+  line_unsure_ = true;
+}
+
+void ServoBus::drain_until_quiet(double quiet_ms) {
+  port_.flush_input();
+  rx_size_ = 0;
+  frame_size_ = 0;
+  uint8_t sink[256];
+  const Clock::time_point give_up = Clock::now() + to_duration(kMaxDrainMs);
+  while (Clock::now() < give_up) {
+    const Clock::time_point until = std::min(give_up, Clock::now() + to_duration(quiet_ms));
+    if (port_.read_some(sink, until, Clock::time_point::min()) <= 0) break;
+  }
+  synchronized_ = false;
+}
+
+Result ServoBus::resynchronize(std::span<const uint8_t> expected) {
+  if (!line_unsure_) return {};
+  // Any motor that answers will do, since the line keeps order: the one that answered last, then
+  // the transaction's own, starting further along after each fence that went unanswered.
+  uint8_t candidates[kMaxMotors + 1];
+  size_t count = 0;
+  if (last_responder_ != kNoMotor) candidates[count++] = static_cast<uint8_t>(last_responder_);
+  for (uint8_t id : expected) {
+    if (count == std::size(candidates)) break;
+    if (id <= feetech::kMaxId && id != last_responder_) candidates[count++] = id;
+  }
+  const uint8_t named = expected.empty() ? uint8_t{0} : expected[0];
+  uint8_t target = 0;
+  uint16_t length = 0;
+  for (size_t turn = 0; turn < count && length == 0; ++turn) {
+    const uint8_t id = candidates[(fence_turn_ + turn) % count];
+    const uint64_t taken = late_lengths_[id] | late_lengths_any_;
+    for (uint16_t n = 1; n <= kMaxFenceLength; ++n) {
+      if ((taken & length_bit(n)) == 0) {
+        target = id;
+        length = n;
+        break;
+      }
+    }
+  }
+  if (length == 0) {
+    // Every fence shape may still be on its way from every candidate (fences to motors that went
+    // silent): nothing can prove the line clear, so wait for it to fall quiet, forget the shapes,
+    // and fail this attempt; the next one fences again.
+    drain_until_quiet(2 * options_.latency_margin_ms);
+    std::fill(std::begin(late_lengths_), std::end(late_lengths_), 0);
+    late_lengths_any_ = 0;
+    ++fence_turn_;
+    return {Status::kResyncFailed, named};
+  }
+
+  // Whatever has arrived is late by now; the fence's reply comes after whatever is still coming.
+  port_.flush_input();
+  rx_size_ = 0;
+  frame_size_ = 0;
+  const size_t size = encode_read(target, 0, length, fence_tx_);
+  ++traffic_.fences;
+  traffic_.bytes_sent += size;
+  awaiting_first_byte_ = false;  // a fence's reply waits behind late ones: not a latency sample
+  if (!port_.write_all(std::span<const uint8_t>(fence_tx_, size),
+                       Clock::now() + to_duration(timeout_ms(size, 0, 0)))) {
+    return {Status::kPortError, target};
+  }
+  const size_t overhead =
+      options_.vendor == Vendor::kFeetech ? feetech::kStatusOverhead : dynamixel::kStatusOverhead;
+  const Clock::time_point deadline =
+      Clock::now() + to_duration(timeout_ms(size, overhead + length, 1));
+  while (true) {
+    uint8_t id = 0;
+    uint8_t error = 0;
+    std::span<const uint8_t> data;
+    const Status status = receive_frame(deadline, false, &id, &error, &data);
+    if (status == Status::kOk) {
+      const bool fence_reply = id == target && data.size() == length;
+      consume_frame();
+      if (fence_reply) break;
+      continue;  // a late reply: exactly what the fence is for
+    }
+    if (status == Status::kCorrupt && rx_size_ > 0) {
+      // A damaged late reply, or noise that looked like a header: the fence's reply may start
+      // inside it, so step over one byte only.
+      std::memmove(rx_, rx_ + 1, rx_size_ - 1);
+      --rx_size_;
+      frame_size_ = 0;
+      continue;
+    }
+    expect_late(target, length);  // the fence itself may now arrive late
+    last_responder_ = kNoMotor;
+    ++fence_turn_;
+    return {status == Status::kPortError ? Status::kPortError : Status::kResyncFailed, target};
+  }
+  // By the line's order, nothing sent before the fence's reply can follow it.
+  std::fill(std::begin(late_lengths_), std::end(late_lengths_), 0);
+  late_lengths_any_ = 0;
+  line_unsure_ = false;
+  last_responder_ = target;
+  rx_size_ = 0;  // bytes after the fence's reply answer nothing that was asked
+  frame_size_ = 0;
+  synchronized_ = false;
+  return {};
 }
 
 bool ServoBus::send(std::span<const uint8_t> request) {
@@ -177,7 +333,14 @@ Status ServoBus::receive_frame(Clock::time_point deadline, bool fast, uint8_t* i
 
 Result ServoBus::transact(std::span<const uint8_t> request, std::span<const uint8_t> expected,
                           size_t reply_size, uint8_t* out, uint8_t* errors) {
-  if (!send(request)) return {Status::kPortError, expected.empty() ? uint8_t{0} : expected[0]};
+  if (!expected.empty()) {
+    const Result fenced = resynchronize(expected);
+    if (!fenced.ok()) return fenced;
+  }
+  if (!send(request)) {
+    if (!expected.empty()) expect_late(expected, reply_size);  // it may have gone out in part
+    return {Status::kPortError, expected.empty() ? uint8_t{0} : expected[0]};
+  }
   if (expected.empty()) {
     synchronized_ = true;
     return {};
@@ -188,60 +351,59 @@ Result ServoBus::transact(std::span<const uint8_t> request, std::span<const uint
       Clock::now() +
       to_duration(
           timeout_ms(request.size(), expected.size() * (overhead + reply_size), expected.size()));
-  bool received[kMaxMotors] = {};
-  size_t remaining = expected.size();
-  bool foreign_reply = false;
-  while (remaining > 0) {
+  for (size_t k = 0; k < expected.size(); ++k) {
     uint8_t id = 0;
     uint8_t error = 0;
     std::span<const uint8_t> data;
     Status status = receive_frame(deadline, false, &id, &error, &data);
-    // The first motor that has not answered is the one to name.
-    uint8_t missing = 0;
-    for (size_t i = 0; i < expected.size(); ++i) {
-      if (!received[i]) {
-        missing = expected[i];
-        break;
-      }
+    if (status == Status::kOk && id != expected[k]) {
+      // Servos answer in the order of the request. A later motor's reply means this one's was
+      // lost; any other id cannot be an answer to this request.
+      const bool later = std::find(expected.begin() + static_cast<long>(k) + 1, expected.end(),
+                                   id) != expected.end();
+      status = later ? Status::kTimeout : Status::kWrongId;
+    } else if (status == Status::kOk && data.size() != reply_size) {
+      // Not this request's answer, or a Dynamixel servo's refusal (its error, no data; a damaged
+      // request gets the CRC error): retried behind a fence either way, its error byte kept for
+      // the message.
+      status = Status::kBadLength;
     }
     if (status != Status::kOk) {
       if (status == Status::kCorrupt) ++traffic_.corrupt_replies;
-      if (status == Status::kTimeout) {
-        ++traffic_.timeouts;
-        if (foreign_reply) status = Status::kWrongId;
-      }
-      return {status, missing};
-    }
-    auto slot = std::find(expected.begin(), expected.end(), id);
-    if (slot == expected.end() || received[slot - expected.begin()]) {
-      foreign_reply = true;  // another motor's packet, or a duplicate: the SDKs skip them too
-      consume_frame();
-      continue;
-    }
-    const size_t index = static_cast<size_t>(slot - expected.begin());
-    if (data.size() != reply_size) {
-      consume_frame();
-      return {Status::kBadLength, id};
+      if (status == Status::kTimeout) ++traffic_.timeouts;
+      if (status != Status::kPortError && frame_size_ > 0) consume_frame();
+      expect_late(expected.subspan(k), reply_size);
+      synchronized_ = false;
+      return {status, expected[k], status == Status::kBadLength ? error : uint8_t{0}};
     }
     if (reply_size > 0 && out != nullptr)
-      std::memcpy(out + index * reply_size, data.data(), reply_size);
-    if (errors != nullptr) errors[index] = error;
-    received[index] = true;
-    --remaining;
+      std::memcpy(out + k * reply_size, data.data(), reply_size);
+    if (errors != nullptr) errors[k] = error;
     consume_frame();
   }
+  last_responder_ = expected.back();
   synchronized_ = rx_size_ == 0;
+  // Bytes nobody asked for: fence before the line is trusted again.
+  if (!synchronized_) line_unsure_ = true;
   return {};
 }
 
 Result ServoBus::transact_fast(std::span<const uint8_t> request, std::span<const uint8_t> expected,
                                size_t reply_size, uint8_t* out, uint8_t* errors) {
-  if (!send(request)) return {Status::kPortError, expected[0]};
+  const Result fenced = resynchronize(expected);
+  if (!fenced.ok()) return fenced;
   const size_t block = reply_size + 4;  // ERR, ID, data, CRC
+  const size_t reply_bytes = dynamixel::kStatusOverhead - 1 + expected.size() * block;
+  // One combined reply, from the broadcast id; the fences go to motors, so it needs no shape of
+  // its own, only the line marked unsure when it is not taken whole.
+  const auto fail = [&](Status status, uint8_t id) {
+    expect_late(dynamixel::kBroadcastId, reply_bytes);
+    synchronized_ = false;
+    return Result{status, id};
+  };
+  if (!send(request)) return fail(Status::kPortError, expected[0]);
   const Clock::time_point deadline =
-      Clock::now() + to_duration(timeout_ms(
-                         request.size(), dynamixel::kStatusOverhead - 1 + expected.size() * block,
-                         expected.size()));
+      Clock::now() + to_duration(timeout_ms(request.size(), reply_bytes, expected.size()));
   uint8_t id = 0;
   uint8_t error = 0;
   std::span<const uint8_t> blocks;
@@ -260,35 +422,45 @@ Result ServoBus::transact_fast(std::span<const uint8_t> request, std::span<const
         crc = dynamixel::crc16(std::span<const uint8_t>(rx_ + at, block - 2), crc);
         const uint16_t stored =
             rx_[at + block - 2] | static_cast<uint16_t>(rx_[at + block - 1] << 8);
-        if (stored != crc) return {status, rx_[at + 1]};
+        if (stored != crc) return fail(status, rx_[at + 1]);
         crc = dynamixel::crc16(std::span<const uint8_t>(rx_ + at + block - 2, 2), crc);
       }
       const size_t last = at + 1;
-      return {status, last < blocks_end ? rx_[last] : expected.back()};
+      return fail(status, last < blocks_end ? rx_[last] : expected.back());
     }
-    return {status, expected[0]};
+    return fail(status, expected[0]);
   }
   consume_frame();
+  if (id != dynamixel::kBroadcastId) return fail(Status::kWrongId, expected[0]);
   // The last block's CRC is the packet's own, which the frame's params stop before.
-  if (blocks.size() + 2 != expected.size() * block) return {Status::kBadLength, expected[0]};
-  bool received[kMaxMotors] = {};
+  if (blocks.size() + 2 != expected.size() * block) return fail(Status::kBadLength, expected[0]);
+  for (size_t k = 0; k < expected.size(); ++k) {
+    // Blocks follow the order of the request, as separate replies do.
+    const uint8_t* at = blocks.data() + k * block;
+    if (at[1] != expected[k]) return fail(Status::kWrongId, expected[k]);
+  }
   for (size_t k = 0; k < expected.size(); ++k) {
     const uint8_t* at = blocks.data() + k * block;
-    auto slot = std::find(expected.begin(), expected.end(), at[1]);
-    if (slot == expected.end() || received[slot - expected.begin()])
-      return {Status::kWrongId, at[1]};
-    const size_t index = static_cast<size_t>(slot - expected.begin());
-    received[index] = true;
-    if (errors != nullptr) errors[index] = at[0];
-    if (out != nullptr) std::memcpy(out + index * reply_size, at + 2, reply_size);
+    if (errors != nullptr) errors[k] = at[0];
+    if (out != nullptr) std::memcpy(out + k * reply_size, at + 2, reply_size);
   }
+  last_responder_ = expected.back();
   synchronized_ = rx_size_ == 0;
+  if (!synchronized_) line_unsure_ = true;
   return {};
 }
 
 Result ServoBus::transact_bulk(std::span<const uint8_t> request, std::span<const uint8_t> expected,
                                std::span<const uint16_t> sizes, uint8_t* out, uint8_t* errors) {
-  if (!send(request)) return {Status::kPortError, expected[0]};
+  const Result fenced = resynchronize(expected);
+  if (!fenced.ok()) return fenced;
+  // Replies that did not arrive may still be on their way, each with its own length.
+  const auto fail = [&](Status status, size_t k, uint8_t servo_error = 0) {
+    for (size_t i = k; i < expected.size(); ++i) expect_late(expected[i], sizes[i]);
+    synchronized_ = false;
+    return Result{status, expected[k], servo_error};
+  };
+  if (!send(request)) return fail(Status::kPortError, 0);
   size_t reply_bytes = 0;
   size_t offsets[kMaxMotors];
   for (size_t i = 0; i < expected.size(); ++i) {
@@ -299,59 +471,49 @@ Result ServoBus::transact_bulk(std::span<const uint8_t> request, std::span<const
       Clock::now() + to_duration(timeout_ms(
                          request.size(), reply_bytes + expected.size() * dynamixel::kStatusOverhead,
                          expected.size()));
-  bool received[kMaxMotors] = {};
-  size_t remaining = expected.size();
-  while (remaining > 0) {
+  for (size_t k = 0; k < expected.size(); ++k) {
     uint8_t id = 0;
     uint8_t error = 0;
     std::span<const uint8_t> data;
     Status status = receive_frame(deadline, false, &id, &error, &data);
+    if (status == Status::kOk && id != expected[k]) {
+      const bool later = std::find(expected.begin() + static_cast<long>(k) + 1, expected.end(),
+                                   id) != expected.end();
+      status = later ? Status::kTimeout : Status::kWrongId;
+    } else if (status == Status::kOk && data.size() != sizes[k]) {
+      status = Status::kBadLength;  // as in transact()
+    }
     if (status != Status::kOk) {
-      uint8_t missing = 0;
-      for (size_t i = 0; i < expected.size(); ++i) {
-        if (!received[i]) {
-          missing = expected[i];
-          break;
-        }
-      }
       if (status == Status::kTimeout) ++traffic_.timeouts;
-      return {status, missing};
+      if (status == Status::kCorrupt) ++traffic_.corrupt_replies;
+      if (status != Status::kPortError && frame_size_ > 0) consume_frame();
+      return fail(status, k, status == Status::kBadLength ? error : uint8_t{0});
     }
-    auto slot = std::find(expected.begin(), expected.end(), id);
-    if (slot == expected.end() || received[slot - expected.begin()]) {
-      consume_frame();
-      continue;
-    }
-    const size_t index = static_cast<size_t>(slot - expected.begin());
-    if (data.size() != sizes[index]) {
-      consume_frame();
-      return {Status::kBadLength, id};
-    }
-    std::memcpy(out + offsets[index], data.data(), data.size());
-    if (errors != nullptr) errors[index] = error;
-    received[index] = true;
-    --remaining;
+    std::memcpy(out + offsets[k], data.data(), data.size());
+    if (errors != nullptr) errors[k] = error;
     consume_frame();
   }
+  last_responder_ = expected.back();
   synchronized_ = rx_size_ == 0;
+  if (!synchronized_) line_unsure_ = true;
   return {};
 }
 
 Result ServoBus::ping(uint8_t id, int retries, uint16_t* model_number, uint8_t* firmware) {
   if (!is_open()) return {Status::kPortError, id};
   if (id > feetech::kMaxId) return {Status::kTxError, id};
-  const size_t size = encode(id, feetech::kPing, {});
+  const size_t size = encode(id, feetech::kPing, {}, tx_);
   const uint8_t expected[] = {id};
   const bool dynamixel = options_.vendor == Vendor::kDynamixel;
   uint8_t reply[3] = {};
-  uint8_t error = 0;
   // A Dynamixel ping reply carries the model number and firmware version; a Feetech one is empty.
   Result result = with_retries(retries, [&] {
-    return transact(std::span<const uint8_t>(tx_, size), expected, dynamixel ? 3 : 0, reply,
-                    &error);
+    uint8_t error = 0;
+    const Result outcome =
+        transact(std::span<const uint8_t>(tx_, size), expected, dynamixel ? 3 : 0, reply, &error);
+    return outcome.ok() && error != 0 ? Result{Status::kServoError, id, error} : outcome;
   });
   if (!result.ok()) return result;
-  if (error != 0) return {Status::kServoError, id, error, result.attempts};
   if (dynamixel) {
     if (model_number != nullptr) *model_number = static_cast<uint16_t>(reply[0] | (reply[1] << 8));
     if (firmware != nullptr) *firmware = reply[2];
@@ -373,25 +535,15 @@ Result ServoBus::read(uint8_t id, uint16_t address, uint16_t size, uint8_t* out,
   if (id > feetech::kMaxId || size == 0 || (feetech_bus && (address > 0xFF || size > 0xFF))) {
     return {Status::kTxError, id};
   }
-  uint8_t params[4];
-  size_t count = 0;
-  if (feetech_bus) {
-    params[0] = static_cast<uint8_t>(address);
-    params[1] = static_cast<uint8_t>(size);
-    count = 2;
-  } else {
-    store_unsigned(address, params, 2, ByteOrder::kLittle);
-    store_unsigned(size, params + 2, 2, ByteOrder::kLittle);
-    count = 4;
-  }
-  const size_t request = encode(id, feetech::kRead, std::span<const uint8_t>(params, count));
+  const size_t request = encode_read(id, address, size, tx_);
+  if (request == 0) return {Status::kTxError, id};
   const uint8_t expected[] = {id};
-  uint8_t error = 0;
-  Result result = with_retries(retries, [&] {
-    return transact(std::span<const uint8_t>(tx_, request), expected, size, out, &error);
+  return with_retries(retries, [&] {
+    uint8_t error = 0;
+    const Result outcome =
+        transact(std::span<const uint8_t>(tx_, request), expected, size, out, &error);
+    return outcome.ok() && error != 0 ? Result{Status::kServoError, id, error} : outcome;
   });
-  if (result.ok() && error != 0) return {Status::kServoError, id, error, result.attempts};
-  return result;
 }
 
 Result ServoBus::write(uint8_t id, uint16_t address, std::span<const uint8_t> data, int retries) {
@@ -406,17 +558,21 @@ Result ServoBus::reg_write(uint8_t id, uint16_t address, std::span<const uint8_t
 Result ServoBus::action(uint8_t id, int retries) {
   if (!is_open()) return {Status::kPortError, id};
   if (id > feetech::kBroadcastId) return {Status::kTxError, id};
-  const size_t request = encode(id, feetech::kAction, {});
+  const size_t request = encode(id, feetech::kAction, {}, tx_);
   // Both SDKs: Feetech waits for the status of a unicast ACTION; Dynamixel's never waits for one.
   const uint8_t expected_id[] = {id};
-  const bool wait = options_.vendor == Vendor::kFeetech && id != feetech::kBroadcastId;
+  const bool unicast = id != feetech::kBroadcastId;
+  const bool wait = options_.vendor == Vendor::kFeetech && unicast;
   const std::span<const uint8_t> expected =
       wait ? std::span<const uint8_t>(expected_id) : std::span<const uint8_t>();
-  uint8_t error = 0;
   Result result = with_retries(retries, [&] {
-    return transact(std::span<const uint8_t>(tx_, request), expected, 0, nullptr, &error);
+    uint8_t error = 0;
+    const Result outcome =
+        transact(std::span<const uint8_t>(tx_, request), expected, 0, nullptr, &error);
+    return outcome.ok() && error != 0 ? Result{Status::kServoError, id, error} : outcome;
   });
-  if (result.ok() && error != 0) return {Status::kServoError, id, error, result.attempts};
+  // A Dynamixel servo still answers a unicast ACTION: that status is on its way, unasked for.
+  if (result.ok() && unicast && !wait) expect_late(id, 0);
   return result;
 }
 
@@ -439,19 +595,19 @@ Result ServoBus::write_instruction(uint8_t instruction, uint8_t id, uint16_t add
   }
   std::memcpy(params + count, data.data(), data.size());
   count += data.size();
-  const size_t request = encode(id, instruction, std::span<const uint8_t>(params, count));
+  const size_t request = encode(id, instruction, std::span<const uint8_t>(params, count), tx_);
   if (request == 0) return {Status::kTxError, id};
   // A broadcast write gets no reply.
   const uint8_t expected_id[] = {id};
   const std::span<const uint8_t> expected = id == feetech::kBroadcastId
                                                 ? std::span<const uint8_t>()
                                                 : std::span<const uint8_t>(expected_id);
-  uint8_t error = 0;
-  Result result = with_retries(retries, [&] {
-    return transact(std::span<const uint8_t>(tx_, request), expected, 0, nullptr, &error);
+  return with_retries(retries, [&] {
+    uint8_t error = 0;
+    const Result outcome =
+        transact(std::span<const uint8_t>(tx_, request), expected, 0, nullptr, &error);
+    return outcome.ok() && error != 0 ? Result{Status::kServoError, id, error} : outcome;
   });
-  if (result.ok() && error != 0) return {Status::kServoError, id, error, result.attempts};
-  return result;
 }
 
 Result ServoBus::sync_read(std::span<const uint8_t> ids, uint16_t address, uint16_t size,
@@ -505,10 +661,19 @@ Result ServoBus::bulk_read(std::span<const uint8_t> ids, std::span<const uint16_
 size_t ServoBus::broadcast_ping(double window_ms, std::span<uint8_t> ids,
                                 std::span<uint16_t> model_numbers) {
   if (!is_open()) return 0;
-  const size_t request = encode(feetech::kBroadcastId, feetech::kPing, {});
+  const bool dynamixel = options_.vendor == Vendor::kDynamixel;
+  // Late replies must not be counted as motors: fence when one answered before, else wait for a
+  // quiet line; only ping-shaped replies are taken either way.
+  if (line_unsure_) {
+    if (last_responder_ != kNoMotor) {
+      (void)resynchronize({});
+    }
+    if (line_unsure_) drain_until_quiet(2 * options_.latency_margin_ms);
+  }
+  const size_t ping_reply_size = dynamixel ? 3 : 0;
+  const size_t request = encode(feetech::kBroadcastId, feetech::kPing, {}, tx_);
   if (!send(std::span<const uint8_t>(tx_, request))) return 0;
   const Clock::time_point deadline = Clock::now() + to_duration(window_ms);
-  const bool dynamixel = options_.vendor == Vendor::kDynamixel;
   size_t found = 0;
   while (found < ids.size()) {
     uint8_t id = 0;
@@ -521,15 +686,21 @@ size_t ServoBus::broadcast_ping(double window_ms, std::span<uint8_t> ids,
       consume_frame();
       continue;
     }
-    if (std::find(ids.begin(), ids.begin() + static_cast<long>(found), id) ==
-        ids.begin() + static_cast<long>(found)) {
+    if (data.size() == ping_reply_size &&
+        std::find(ids.begin(), ids.begin() + static_cast<long>(found), id) ==
+            ids.begin() + static_cast<long>(found)) {
       ids[found] = id;
       model_numbers[found] =
-          dynamixel && data.size() >= 2 ? static_cast<uint16_t>(data[0] | (data[1] << 8)) : 0;
+          dynamixel ? static_cast<uint16_t>(data[0] | (data[1] << 8)) : uint16_t{0};
       ++found;
     }
     consume_frame();
   }
+  // Motors answering after the window are late replies of this ping.
+  late_lengths_any_ |= length_bit(ping_reply_size);
+  line_unsure_ = true;
+  synchronized_ = false;
+  if (found > 0) last_responder_ = ids[found - 1];
   if (!dynamixel) {
     // Feetech ping replies carry no model number: read it from each motor found.
     for (size_t i = 0; i < found; ++i) {

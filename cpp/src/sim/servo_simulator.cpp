@@ -532,6 +532,13 @@ struct ServoSimulator::Impl {
   std::atomic<bool> stop_requested{false};
   std::atomic<bool> is_running{false};
 
+  // Faults on the driver-to-motors line (mutex held).
+  int corrupt_writes = 0;
+  int drop_writes = 0;
+  int noise_writes = 0;
+  std::vector<uint8_t> noise;
+  std::mt19937_64 line_rng;
+
   // Serving thread only.
   std::vector<uint8_t> rx;
   Clock::time_point last_rx;
@@ -632,7 +639,8 @@ ServoSimulator::Impl::Impl(Protocol protocol_, std::vector<MotorSpec> specs,
                            SimulatorOptions options_)
     : protocol(protocol_),
       vendor(protocol_ == Protocol::kDynamixel ? Vendor::kDynamixel : Vendor::kFeetech),
-      options(options_) {
+      options(options_),
+      line_rng(options_.seed ^ 0x9E3779B97F4A7C15ull) {
   const int wanted_protocol =
       protocol == Protocol::kDynamixel ? 2 : (protocol == Protocol::kFeetechScs ? 1 : 0);
   if (!(options.time_constant_s >= 0) || !std::isfinite(options.time_constant_s))
@@ -799,8 +807,17 @@ void ServoSimulator::Impl::receive(Clock::time_point now) {
     if (n <= 0) break;  // EAGAIN: drained; EIO: the driver went away (handled by the caller)
     if (!rx.empty() && now - last_rx > kIdleResync) rx.clear();
     last_rx = now;
-    rx.insert(rx.end(), buffer, buffer + n);
     bytes_in.fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
+    {
+      std::lock_guard lock(mutex);
+      if (consume(drop_writes)) continue;
+      if (consume(noise_writes)) rx.insert(rx.end(), noise.begin(), noise.end());
+      if (consume(corrupt_writes)) {
+        const uint64_t bit = line_rng() % (static_cast<uint64_t>(n) * 8);
+        buffer[bit / 8] ^= static_cast<uint8_t>(1u << (bit % 8));
+      }
+    }
+    rx.insert(rx.end(), buffer, buffer + n);
   }
   process(now);
 }
@@ -1444,9 +1461,30 @@ void ServoSimulator::set_error_bits(int id, uint8_t bits) {
   impl_->for_targets(id, [&](Motor& m) { m.faults.error_bits = bits; });
 }
 
+void ServoSimulator::damage_instructions(int count) {
+  std::lock_guard lock(impl_->mutex);
+  impl_->corrupt_writes = count;
+}
+
+void ServoSimulator::drop_instructions(int count) {
+  std::lock_guard lock(impl_->mutex);
+  impl_->drop_writes = count;
+}
+
+void ServoSimulator::noise_before_instructions(std::vector<uint8_t> bytes, int count) {
+  std::lock_guard lock(impl_->mutex);
+  impl_->noise_writes = count;
+  impl_->noise = std::move(bytes);
+}
+
 void ServoSimulator::clear_faults(int id) {
   std::lock_guard lock(impl_->mutex);
   impl_->for_targets(id, [&](Motor& m) { m.faults = Faults{}; });
+  if (id == kAllMotors) {
+    impl_->corrupt_writes = 0;
+    impl_->drop_writes = 0;
+    impl_->noise_writes = 0;
+  }
 }
 
 std::vector<int> ServoSimulator::ids() const {

@@ -250,6 +250,16 @@ class SimulatedBus:
     def clear_faults(self, motor: str | int | None = None) -> None:
         self.simulator.clear_faults(self._target(motor))
 
+    # Faults on the line from the driver to the motors (the driver's next `count` writes)
+    def damage_instructions(self, count: int = 1) -> None:
+        self.simulator.damage_instructions(count)
+
+    def drop_instructions(self, count: int = 1) -> None:
+        self.simulator.drop_instructions(count)
+
+    def noise_before_instructions(self, data: bytes, count: int = 1) -> None:
+        self.simulator.noise_before_instructions(data, count)
+
     def __repr__(self) -> str:
         state = "running" if self.simulator.running else "stopped"
         return f"SimulatedBus({self.preset.name!r}, port={self.port!r}, {state})"

@@ -6,6 +6,21 @@
 // `retries` times when they are communication failures (timeout, corrupt or foreign replies), never
 // when a servo reported error bits: the behaviour of LeRobot's buses. Buffers are preallocated; a
 // transaction neither allocates nor throws.
+//
+// Every value returned comes from its own transaction's reply. Status packets carry an id and a
+// length but no address (and Feetech's no instruction), so a late reply to an abandoned
+// transaction looks like a timely reply to the next one. The driver relies on what a serial line
+// does guarantee, order: bytes arrive in the order they were sent, and a servo answers each
+// instruction once. So:
+//  - a transaction takes its replies strictly in the order the servos send them (the order of
+//    the ids in the request); anything else (a foreign id, a duplicate, a skipped motor, a wrong
+//    length) fails it at once;
+//  - when a transaction fails, or leaves bytes unread, the replies it did not take may still be
+//    arriving. Before the next transaction that expects replies, the driver sends a fence: a READ
+//    whose (id, length) no reply still on its way can have, and drops everything until its reply.
+//    By the line's order, nothing older can come after it. A fence that gets no answer in time
+//    fails the attempt (kResyncFailed, retried like a timeout) and is itself remembered as late.
+// Clean transactions never send a fence, so the hot path is unchanged.
 #pragma once
 
 #include <cstddef>
@@ -42,6 +57,7 @@ struct Traffic {
   uint64_t retries = 0;
   uint64_t timeouts = 0;
   uint64_t corrupt_replies = 0;
+  uint64_t fences = 0;  // resynchronising READs sent after failed transactions
 };
 
 class ServoBus {
@@ -115,23 +131,39 @@ class ServoBus {
   Result transact_bulk(std::span<const uint8_t> request, std::span<const uint8_t> expected,
                        std::span<const uint16_t> sizes, uint8_t* out, uint8_t* errors);
   bool send(std::span<const uint8_t> request);
-  size_t encode(uint8_t id, uint8_t instruction, std::span<const uint8_t> params);
+  size_t encode(uint8_t id, uint8_t instruction, std::span<const uint8_t> params,
+                std::span<uint8_t> out);
+  size_t encode_read(uint8_t id, uint16_t address, uint16_t size, std::span<uint8_t> out);
+
+  // --- Resynchronisation after a failure (see the top of this file).
+  // Replies of `ids` with `size` data bytes may still arrive: remember their shape.
+  void expect_late(std::span<const uint8_t> ids, size_t size);
+  void expect_late(uint8_t id, size_t size);
+  // Before a transaction that expects replies from `expected`: when the line is unsure, fences it.
+  Result resynchronize(std::span<const uint8_t> expected);
+  // Waits until no byte has arrived for `quiet_ms`, dropping what comes (last resort when every
+  // fence shape is taken).
+  void drain_until_quiet(double quiet_ms);
+
   // Reads until a status packet is found or the deadline passes; the packet stays at rx_[0..size).
   Status receive_frame(Clock::time_point deadline, bool fast, uint8_t* id, uint8_t* error,
                        std::span<const uint8_t>* data);
   void consume_frame();
-  static bool retryable(Status status);
+  bool retryable(const Result& result) const;
 
   // Runs `attempt` until it succeeds, fails for a reason other than communication, or `retries`
-  // more tries are spent; counts retries and records the tries made in the result.
+  // more tries are spent; counts retries and records the tries made in the result. An attempt
+  // that could not start because the line could not be resynchronised keeps the failure that
+  // made it unsure as the one reported: that is what the caller can act on.
   template <typename Attempt>
   Result with_retries(int retries, Attempt attempt) {
     Result result;
     for (int tries = 0; tries <= retries; ++tries) {
       if (tries > 0) ++traffic_.retries;
-      result = attempt();
+      Result outcome = attempt();
+      if (tries == 0 || outcome.status != Status::kResyncFailed) result = outcome;
       result.attempts = static_cast<uint8_t>(tries + 1);
-      if (!retryable(result.status)) break;
+      if (!retryable(outcome)) break;
     }
     return result;
   }
@@ -147,6 +179,18 @@ class ServoBus {
   // The last transaction got exactly the replies it expected and left no bytes unread, so the next
   // one needs no flush of the port's input.
   bool synchronized_ = false;
+  // Replies of an earlier transaction may still be on their way: the next one needs a fence.
+  bool line_unsure_ = false;
+  // Per id, the data lengths of replies that may still arrive (bit n: n bytes, bit 63: 63 or
+  // more), and lengths any id may still send (after a broadcast PING).
+  uint64_t late_lengths_[256] = {};
+  uint64_t late_lengths_any_ = 0;
+  // The motor that answered last (fences go to it first), or kNoMotor; and a turn counter that
+  // moves failed fences on to other motors.
+  static constexpr int kNoMotor = -1;
+  int last_responder_ = kNoMotor;
+  uint32_t fence_turn_ = 0;
+  uint8_t fence_tx_[32];
   Clock::time_point sent_at_;
   bool awaiting_first_byte_ = false;
   // Moving average of the time from a request to its first reply byte, in microseconds.

@@ -9,13 +9,15 @@ namespace dexloop::bus {
 
 enum class Status : uint8_t {
   kOk = 0,
-  kTimeout,     // no complete reply before the transaction's deadline
-  kCorrupt,     // a reply whose checksum / CRC does not match, or a truncated one
-  kWrongId,     // only replies from other ids arrived before the deadline
-  kBadLength,   // a reply whose length does not fit the request
-  kServoError,  // the reply carried servo error bits
-  kPortError,   // reading or writing the serial port failed
-  kTxError,     // the instruction cannot be built (too long, invalid id or length)
+  kTimeout,       // no complete reply before the deadline (or a later motor's reply came first)
+  kCorrupt,       // a reply whose checksum / CRC does not match, or a truncated one
+  kWrongId,       // a reply from an id the request did not address, or a second one
+  kBadLength,     // a reply whose length does not fit the request
+  kServoError,    // the reply carried servo error bits
+  kPortError,     // reading or writing the serial port failed
+  kTxError,       // the instruction cannot be built (too long, invalid id or length)
+  kResyncFailed,  // after an earlier failure, the fence that proves no late reply is still on its
+                  // way got no answer in time, so no new transaction was started
 };
 
 const char* status_name(Status status);
@@ -24,7 +26,7 @@ const char* status_name(Status status);
 struct Result {
   Status status = Status::kOk;
   uint8_t id = 0;           // the motor the status is about (0 when not specific)
-  uint8_t servo_error = 0;  // the status packet's error byte when status is kServoError
+  uint8_t servo_error = 0;  // the status packet's error byte (kServoError; kBadLength: any)
   uint8_t attempts = 0;     // tries made, retries included
 
   bool ok() const { return status == Status::kOk; }

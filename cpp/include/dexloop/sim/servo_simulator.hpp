@@ -99,8 +99,20 @@ class ServoSimulator {
   // ORed into the error byte of every status the motor sends until set to 0 (Feetech: also shown
   // in the Status register). For Dynamixel a processing error replaces the low 7 bits.
   void set_error_bits(int id, uint8_t bits);
-  // Clears every fault above (vanish and error bits included).
+  // Clears every fault above (vanish and error bits included), and with kAllMotors also the line
+  // faults below.
   void clear_faults(int id = kAllMotors);
+
+  // --- Faults on the line from the driver to the motors. Each applies to the driver's next
+  // `count` writes as they reach the simulator (drivers send an instruction in one write;
+  // kUntilCleared: every write until cleared; 0 clears it).
+  // One bit of each write flips (at a position drawn from the simulator's seed), so motors see a
+  // damaged instruction: Feetech ignores it, Dynamixel answers a unicast one with a CRC error.
+  void damage_instructions(int count);
+  // The writes are lost before any motor hears them.
+  void drop_instructions(int count);
+  // `bytes` reach the motors just before each write (noise on the line while it was idle).
+  void noise_before_instructions(std::vector<uint8_t> bytes, int count);
 
   // --- Introspection for tests, bypassing the bus. `id` is the motor's current id (it follows ID
   // writes). Throws std::invalid_argument for an unknown id or register name.
