@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <stdexcept>
@@ -81,12 +82,18 @@ TEST_P(SerialPortReads, StopAtTheDeadlineWhenNothingComes) {
   SerialPort port;
   port.open(peer.path(), 1'000'000);
   uint8_t buffer[16];
-  const Clock::time_point start = Clock::now();
-  const Clock::time_point deadline = start + milliseconds(20);
-  EXPECT_EQ(port.read_some(buffer, deadline, spin_until(deadline)), 0);
-  const double took = elapsed_ms(start);
-  EXPECT_GE(took, 20.0);
-  EXPECT_LT(took, 20.0 + 15.0);  // scheduling slack only
+  // Every read waits its whole deadline; the fastest of three waits no longer than that plus
+  // scheduling slack (a loaded machine delays some runs, a hidden wait would delay all).
+  double fastest = 1e9;
+  for (int run = 0; run < 3; ++run) {
+    const Clock::time_point start = Clock::now();
+    const Clock::time_point deadline = start + milliseconds(20);
+    EXPECT_EQ(port.read_some(buffer, deadline, spin_until(deadline)), 0);
+    const double took = elapsed_ms(start);
+    EXPECT_GE(took, 20.0);
+    fastest = std::min(fastest, took);
+  }
+  EXPECT_LT(fastest, 20.0 + 15.0);
 }
 
 TEST_P(SerialPortReads, ReportAPeerThatHungUpBeforeTheDeadline) {

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <functional>
@@ -176,10 +177,16 @@ TEST(ServoBus, SyncWriteSendsOneBroadcastAndWaitsForNothing) {
   servo_bus.open();
   const uint8_t ids[] = {1, 2};
   const uint8_t data[] = {0x00, 0x08, 0xFF, 0x07};
-  auto start = std::chrono::steady_clock::now();
-  ASSERT_TRUE(servo_bus.sync_write(ids, 42, 2, data).ok());
-  EXPECT_LT(elapsed_ms(start), 5.0);
-  for (int i = 0; i < 200 && peer.requests() == 0; ++i)
+  // Far below the 5 ms margin a read would wait; the fastest of three, so that a loaded machine
+  // cannot fail it but a hidden wait would.
+  double fastest = 1e9;
+  for (int run = 0; run < 3; ++run) {
+    auto start = std::chrono::steady_clock::now();
+    ASSERT_TRUE(servo_bus.sync_write(ids, 42, 2, data).ok());
+    fastest = std::min(fastest, elapsed_ms(start));
+  }
+  EXPECT_LT(fastest, 2.0);
+  for (int i = 0; i < 200 && peer.requests() < 3; ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   EXPECT_EQ(peer.last_request(),
             (Bytes{0xFF, 0xFF, 0xFE, 0x0A, 0x83, 0x2A, 0x02, 1, 0x00, 0x08, 2, 0xFF, 0x07, 0x37}));
@@ -300,7 +307,7 @@ TEST(ServoBus, SyncReadRepliesOutOfOrderOrFromElsewhereFailAtOnce) {
     }
     return replies;
   });
-  ServoBus servo_bus(peer.path(), feetech_options(50.0));
+  ServoBus servo_bus(peer.path(), feetech_options(500.0));
   servo_bus.open();
   const uint8_t ids[] = {1, 2, 3};
   uint8_t values[6];
@@ -313,7 +320,7 @@ TEST(ServoBus, SyncReadRepliesOutOfOrderOrFromElsewhereFailAtOnce) {
     Result result = servo_bus.sync_read(ids, 56, 2, values, nullptr, 0);
     EXPECT_EQ(result.status, want.status);
     EXPECT_EQ(result.id, want.id);
-    EXPECT_LT(elapsed_ms(start), 40.0);  // without waiting out the 50 ms margin
+    EXPECT_LT(elapsed_ms(start), 250.0);  // without waiting out the 500 ms margin
   }
 }
 
