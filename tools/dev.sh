@@ -6,10 +6,15 @@
 #   bash tools/dev.sh demo     build everything, then load the shipped LeRobot dataset and print an item
 #   bash tools/dev.sh test     build everything, then run the C++ tests (ctest) and pytest
 #   bash tools/dev.sh setup    only build
+#   bash tools/dev.sh test-torchless   build and run the tests that need no torch, in a venv without it
+#                              (for a Python with no local CPU torch wheel: DEXLOOP_PYTHON=python3.12)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 VENV=${DEXLOOP_VENV:-$ROOT/.venv}
+PYTHON=${DEXLOOP_PYTHON:-python3}
+# Test folders whose modules import no torch (bus driver, motors API, simulator).
+TORCHLESS_TESTS=(tests/bus tests/motors tests/sim)
 export PIP_CONSTRAINT=$ROOT/.ci/constraints.txt
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
@@ -30,11 +35,15 @@ ensure_system_packages() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 }
 
-ensure_python_env() {
+create_venv() {
   if [ ! -x "$VENV/bin/python" ]; then
-    log "creating virtual environment $VENV"
-    python3 -m venv "$VENV"
+    log "creating virtual environment $VENV ($("$PYTHON" --version))"
+    "$PYTHON" -m venv "$VENV"
   fi
+}
+
+ensure_python_env() {
+  create_venv
   # Build tools first: dexloop is built without build isolation so the extension compiles against
   # the environment's own nanobind and incremental rebuilds reuse build/.
   "$VENV/bin/pip" install -q "torch==2.13.0" "scikit-build-core>=0.10" "nanobind>=2.4" cmake ninja
@@ -54,6 +63,24 @@ setup() {
   ensure_python_env
 }
 
+# dexloop and every dependency but torch (read from pyproject.toml), and the test tools.
+ensure_torchless_env() {
+  create_venv
+  "$VENV/bin/pip" install -q "scikit-build-core>=0.10" "nanobind>=2.4" cmake ninja
+  local requirements
+  requirements=$("$VENV/bin/python" - <<'PY'
+import re, tomllib
+project = tomllib.load(open("pyproject.toml", "rb"))["project"]
+wanted = project["dependencies"] + project["optional-dependencies"]["test"]
+print("\n".join(r for r in wanted if re.split(r"[<>=!~ \[]", r, maxsplit=1)[0] != "torch"))
+PY
+)
+  # shellcheck disable=SC2086
+  "$VENV/bin/pip" install -q $requirements
+  log "building dexloop without torch ($("$VENV/bin/python" --version))"
+  "$VENV/bin/pip" install -q --no-build-isolation --no-deps -e .
+}
+
 case "${1:-}" in
   setup)
     setup
@@ -69,6 +96,12 @@ case "${1:-}" in
     "$VENV/bin/ctest" --test-dir build/cpp --output-on-failure
     log "Python tests"
     "$VENV/bin/python" -m pytest -q
+    ;;
+  test-torchless)
+    ensure_system_packages
+    ensure_torchless_env
+    log "Python tests that need no torch: ${TORCHLESS_TESTS[*]}"
+    "$VENV/bin/python" -m pytest -q "${TORCHLESS_TESTS[@]}"
     ;;
   *)
     sed -n '2,9p' "$0"

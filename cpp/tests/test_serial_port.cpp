@@ -87,13 +87,13 @@ TEST_P(SerialPortReads, StopAtTheDeadlineWhenNothingComes) {
   double fastest = 1e9;
   for (int run = 0; run < 3; ++run) {
     const Clock::time_point start = Clock::now();
-    const Clock::time_point deadline = start + milliseconds(20);
+    const Clock::time_point deadline = start + milliseconds(50);
     EXPECT_EQ(port.read_some(buffer, deadline, spin_until(deadline)), 0);
     const double took = elapsed_ms(start);
-    EXPECT_GE(took, 20.0);
+    EXPECT_GE(took, 50.0);
     fastest = std::min(fastest, took);
   }
-  EXPECT_LT(fastest, 20.0 + 15.0);
+  EXPECT_LT(fastest, 50.0 + 30.0);
 }
 
 TEST_P(SerialPortReads, ReportAPeerThatHungUpBeforeTheDeadline) {

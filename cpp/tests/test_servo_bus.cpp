@@ -69,7 +69,8 @@ TEST(ServoBus, FeetechReadSendsTheSdkBytesAndDecodesTheReply) {
 
 TEST(ServoBus, TimeoutArrivesAtTheComputedDeadlineNotLater) {
   ScriptedPeer peer([](int, const Bytes&) { return Bytes{}; });
-  ServoBus servo_bus(peer.path(), feetech_options(5.0));
+  // A margin long enough that one deadline more than due stands out from scheduling delays.
+  ServoBus servo_bus(peer.path(), feetech_options(30.0));
   servo_bus.open();
   uint8_t value[2];
   const double deadline = servo_bus.timeout_ms(8, 8, 1);
@@ -92,7 +93,7 @@ TEST(ServoBus, TimeoutArrivesAtTheComputedDeadlineNotLater) {
   // Fences wait as long as a read of their size; nothing else is waited for.
   const double fence_deadline = servo_bus.timeout_ms(8, 7, 1);
   EXPECT_GE(fastest, 3 * fence_deadline);
-  EXPECT_LT(fastest, 3 * deadline + 15.0);
+  EXPECT_LT(fastest, 3.8 * deadline);
 }
 
 TEST(ServoBus, RetriesCommunicationFailuresUntilAReplyIsGood) {
@@ -173,11 +174,11 @@ TEST(ServoBus, FeetechSyncReadCollectsEveryMotorAndNamesAMissingOne) {
 
 TEST(ServoBus, SyncWriteSendsOneBroadcastAndWaitsForNothing) {
   ScriptedPeer peer([](int, const Bytes&) { return Bytes{}; });
-  ServoBus servo_bus(peer.path(), feetech_options());
+  ServoBus servo_bus(peer.path(), feetech_options(50.0));
   servo_bus.open();
   const uint8_t ids[] = {1, 2};
   const uint8_t data[] = {0x00, 0x08, 0xFF, 0x07};
-  // Far below the 5 ms margin a read would wait; the fastest of three, so that a loaded machine
+  // Far below the 50 ms margin a read would wait; the fastest of three, so that a loaded machine
   // cannot fail it but a hidden wait would.
   double fastest = 1e9;
   for (int run = 0; run < 3; ++run) {
@@ -185,7 +186,7 @@ TEST(ServoBus, SyncWriteSendsOneBroadcastAndWaitsForNothing) {
     ASSERT_TRUE(servo_bus.sync_write(ids, 42, 2, data).ok());
     fastest = std::min(fastest, elapsed_ms(start));
   }
-  EXPECT_LT(fastest, 2.0);
+  EXPECT_LT(fastest, 20.0);
   for (int i = 0; i < 200 && peer.requests() < 3; ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   EXPECT_EQ(peer.last_request(),

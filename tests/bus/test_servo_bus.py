@@ -77,7 +77,8 @@ def test_a_vanished_motor_times_out_within_the_computed_deadline(
     robot: str, vendor: str, protocol: int
 ) -> None:
     with simulated_bus(robot) as sim:
-        servo_bus = open_bus(sim, vendor, protocol, latency_margin_ms=5.0)
+        # A margin long enough that one deadline more than due stands out from scheduling delays.
+        servo_bus = open_bus(sim, vendor, protocol, latency_margin_ms=50.0)
         position = bus.find_model(sim.simulator.model(1)).registers["Present_Position"]
         sim.vanish(6)  # the last motor: nothing after it shows its reply is lost, only the deadline
         size = position.size
@@ -94,7 +95,7 @@ def test_a_vanished_motor_times_out_within_the_computed_deadline(
         took_ms = fastest_of(3, vanished_read)
         # Each try waits its whole deadline, and nothing else: no extra transaction, no hidden wait
         # (each retry is preceded by one fence, answered at once by the motors still there).
-        assert 3 * deadline_ms <= took_ms < 3 * deadline_ms + 15
+        assert 3 * deadline_ms <= took_ms < 3.8 * deadline_ms
         assert sim.simulator.instruction_count(sync_read) == 9
         sim.reappear(6)
         assert len(servo_bus.sync_read(IDS, position, retries=5)) == 6
@@ -105,7 +106,7 @@ def test_a_lost_reply_before_the_last_fails_at_once(robot: str, vendor: str, pro
     """Servos answer in the order of the request: the reply of the motor after a silent one proves
     the silent one's lost, so the read fails then, without waiting out the deadline."""
     with simulated_bus(robot) as sim:
-        servo_bus = open_bus(sim, vendor, protocol, latency_margin_ms=50.0)
+        servo_bus = open_bus(sim, vendor, protocol, latency_margin_ms=300.0)
         position = bus.find_model(sim.simulator.model(1)).registers["Present_Position"]
         sim.vanish(3)
 
@@ -113,7 +114,7 @@ def test_a_lost_reply_before_the_last_fails_at_once(robot: str, vendor: str, pro
             with pytest.raises(BusTimeoutError, match="motor 3 after 1 try"):
                 servo_bus.sync_read(IDS, position, retries=0)
 
-        assert fastest_of(3, lost_read) < 25  # the deadline is over 50 ms
+        assert fastest_of(3, lost_read) < 150  # the deadline is over 300 ms
         sim.reappear(3)
         assert len(servo_bus.sync_read(IDS, position, retries=5)) == 6
 

@@ -7,6 +7,8 @@
 #include <asm/termbits.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <sys/inotify.h>
 #include <sys/ioctl.h>
@@ -1394,6 +1396,12 @@ void ServoSimulator::start() {
   if (impl_->thread.joinable()) return;
   impl_->stop_requested.store(false, std::memory_order_release);
   impl_->thread = std::thread([impl = impl_.get()] { impl->run(); });
+  // Real servos answer within their return delay whatever the host runs; a simulator thread that
+  // waits for the CPU behind busy processes would not. Real-time priority (where the process may
+  // have it) keeps its replies prompt; the thread sleeps between packets, so it starves nobody.
+  sched_param priority{};
+  priority.sched_priority = 1;
+  (void)pthread_setschedparam(impl_->thread.native_handle(), SCHED_FIFO, &priority);
   impl_->is_running.store(true, std::memory_order_release);
 }
 
