@@ -161,3 +161,36 @@ def test_a_reply_delayed_past_the_deadline_is_never_read_as_a_later_one(
             assert servo_bus.sync_read(IDS, goal, retries=3).tolist() == [100 + m for m in IDS.tolist()]
             assert servo_bus.sync_read(IDS, present).tolist() == [1000 + m for m in IDS.tolist()]
         assert servo_bus.traffic["fences"] >= 1
+
+
+@pytest.mark.parametrize(("robot", "vendor", "protocol"), [("so101", "feetech", 0), ("koch", "dynamixel", 2)])
+def test_a_silent_motor_does_not_hold_up_the_next_read_of_another(
+    robot: str, vendor: str, protocol: int
+) -> None:
+    """After a read of a vanished motor fails, the fence goes to a motor that answers, so a read
+    of a healthy one succeeds at its first try."""
+    with simulated_bus(robot) as sim:
+        servo_bus = open_bus(sim, vendor, protocol)
+        position = bus.find_model(sim.simulator.model(1)).registers["Present_Position"]
+        assert servo_bus.read(5, position) == sim.read(5, "Present_Position")  # 5 answered last
+        sim.vanish(5)
+        with pytest.raises(BusTimeoutError, match="motor 5"):
+            servo_bus.read(5, position)
+        assert servo_bus.read(2, position, retries=0) == sim.read(2, "Present_Position")
+        assert servo_bus.traffic["fences"] == 1
+
+
+@pytest.mark.parametrize(("robot", "vendor", "protocol"), [("so101", "feetech", 0), ("koch", "dynamixel", 2)])
+def test_reads_after_a_broadcast_ping_need_no_fence(robot: str, vendor: str, protocol: int) -> None:
+    """Late answers to a broadcast PING are ping-shaped: reads of other lengths cannot take them
+    for their own replies, so they go without a fence (as LeRobot's scan sends them)."""
+    with simulated_bus(robot) as sim:
+        servo_bus = open_bus(sim, vendor, protocol)
+        found = servo_bus.broadcast_ping(20.0)
+        assert sorted(found) == IDS.tolist()
+        position = bus.find_model(sim.simulator.model(1)).registers["Present_Position"]
+        assert servo_bus.read(3, position) == sim.read(3, "Present_Position")
+        assert servo_bus.traffic["fences"] == 0
+        # A ping of the ping's length may meet a late answer: that one is fenced.
+        servo_bus.ping(3)
+        assert servo_bus.traffic["fences"] == 1

@@ -156,8 +156,10 @@ void ServoBus::drain_until_quiet(double quiet_ms) {
   synchronized_ = false;
 }
 
-Result ServoBus::resynchronize(std::span<const uint8_t> expected) {
-  if (!line_unsure_) return {};
+Result ServoBus::resynchronize(std::span<const uint8_t> expected, uint64_t reply_lengths) {
+  // Replies any motor may still send (after a broadcast PING) only matter to a transaction whose
+  // replies have their length; any other failure leaves the line unsure for every transaction.
+  if (!line_unsure_ && (late_lengths_any_ & reply_lengths) == 0) return {};
   // Any motor that answers will do, since the line keeps order: the one that answered last, then
   // the transaction's own, starting further along after each fence that went unanswered.
   uint8_t candidates[kMaxMotors + 1];
@@ -334,7 +336,7 @@ Status ServoBus::receive_frame(Clock::time_point deadline, bool fast, uint8_t* i
 Result ServoBus::transact(std::span<const uint8_t> request, std::span<const uint8_t> expected,
                           size_t reply_size, uint8_t* out, uint8_t* errors) {
   if (!expected.empty()) {
-    const Result fenced = resynchronize(expected);
+    const Result fenced = resynchronize(expected, length_bit(reply_size));
     if (!fenced.ok()) return fenced;
   }
   if (!send(request)) {
@@ -374,6 +376,8 @@ Result ServoBus::transact(std::span<const uint8_t> request, std::span<const uint
       if (status != Status::kPortError && frame_size_ > 0) consume_frame();
       expect_late(expected.subspan(k), reply_size);
       synchronized_ = false;
+      // The next fence goes to a motor that did answer, not to one that may have gone silent.
+      last_responder_ = k > 0 ? expected[k - 1] : kNoMotor;
       return {status, expected[k], status == Status::kBadLength ? error : uint8_t{0}};
     }
     if (reply_size > 0 && out != nullptr)
@@ -390,15 +394,17 @@ Result ServoBus::transact(std::span<const uint8_t> request, std::span<const uint
 
 Result ServoBus::transact_fast(std::span<const uint8_t> request, std::span<const uint8_t> expected,
                                size_t reply_size, uint8_t* out, uint8_t* errors) {
-  const Result fenced = resynchronize(expected);
-  if (!fenced.ok()) return fenced;
   const size_t block = reply_size + 4;  // ERR, ID, data, CRC
   const size_t reply_bytes = dynamixel::kStatusOverhead - 1 + expected.size() * block;
+  const Result fenced =
+      resynchronize(expected, length_bit(reply_bytes - dynamixel::kStatusOverhead));
+  if (!fenced.ok()) return fenced;
   // One combined reply, from the broadcast id; the fences go to motors, so it needs no shape of
   // its own, only the line marked unsure when it is not taken whole.
   const auto fail = [&](Status status, uint8_t id) {
     expect_late(dynamixel::kBroadcastId, reply_bytes);
     synchronized_ = false;
+    last_responder_ = kNoMotor;
     return Result{status, id};
   };
   if (!send(request)) return fail(Status::kPortError, expected[0]);
@@ -452,12 +458,15 @@ Result ServoBus::transact_fast(std::span<const uint8_t> request, std::span<const
 
 Result ServoBus::transact_bulk(std::span<const uint8_t> request, std::span<const uint8_t> expected,
                                std::span<const uint16_t> sizes, uint8_t* out, uint8_t* errors) {
-  const Result fenced = resynchronize(expected);
+  uint64_t reply_lengths = 0;
+  for (size_t i = 0; i < expected.size(); ++i) reply_lengths |= length_bit(sizes[i]);
+  const Result fenced = resynchronize(expected, reply_lengths);
   if (!fenced.ok()) return fenced;
   // Replies that did not arrive may still be on their way, each with its own length.
   const auto fail = [&](Status status, size_t k, uint8_t servo_error = 0) {
     for (size_t i = k; i < expected.size(); ++i) expect_late(expected[i], sizes[i]);
     synchronized_ = false;
+    last_responder_ = k > 0 ? expected[k - 1] : kNoMotor;
     return Result{status, expected[k], servo_error};
   };
   if (!send(request)) return fail(Status::kPortError, 0);
@@ -662,15 +671,13 @@ size_t ServoBus::broadcast_ping(double window_ms, std::span<uint8_t> ids,
                                 std::span<uint16_t> model_numbers) {
   if (!is_open()) return 0;
   const bool dynamixel = options_.vendor == Vendor::kDynamixel;
+  const size_t ping_reply_size = dynamixel ? 3 : 0;
   // Late replies must not be counted as motors: fence when one answered before, else wait for a
   // quiet line; only ping-shaped replies are taken either way.
-  if (line_unsure_) {
-    if (last_responder_ != kNoMotor) {
-      (void)resynchronize({});
-    }
+  if (line_unsure_ || (late_lengths_any_ & length_bit(ping_reply_size)) != 0) {
+    if (last_responder_ != kNoMotor) (void)resynchronize({}, length_bit(ping_reply_size));
     if (line_unsure_) drain_until_quiet(2 * options_.latency_margin_ms);
   }
-  const size_t ping_reply_size = dynamixel ? 3 : 0;
   const size_t request = encode(feetech::kBroadcastId, feetech::kPing, {}, tx_);
   if (!send(std::span<const uint8_t>(tx_, request))) return 0;
   const Clock::time_point deadline = Clock::now() + to_duration(window_ms);
@@ -696,9 +703,9 @@ size_t ServoBus::broadcast_ping(double window_ms, std::span<uint8_t> ids,
     }
     consume_frame();
   }
-  // Motors answering after the window are late replies of this ping.
+  // Motors answering after the window are late replies of this ping: any motor, the ping's
+  // length. Only transactions whose replies have that length need a fence first.
   late_lengths_any_ |= length_bit(ping_reply_size);
-  line_unsure_ = true;
   synchronized_ = false;
   if (found > 0) last_responder_ = ids[found - 1];
   if (!dynamixel) {

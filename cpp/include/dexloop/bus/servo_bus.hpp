@@ -139,8 +139,9 @@ class ServoBus {
   // Replies of `ids` with `size` data bytes may still arrive: remember their shape.
   void expect_late(std::span<const uint8_t> ids, size_t size);
   void expect_late(uint8_t id, size_t size);
-  // Before a transaction that expects replies from `expected`: when the line is unsure, fences it.
-  Result resynchronize(std::span<const uint8_t> expected);
+  // Before a transaction that expects replies from `expected` of the lengths in `reply_lengths`
+  // (length_bit() mask): fences the line when a late reply could pass for one of them.
+  Result resynchronize(std::span<const uint8_t> expected, uint64_t reply_lengths);
   // Waits until no byte has arrived for `quiet_ms`, dropping what comes (last resort when every
   // fence shape is taken).
   void drain_until_quiet(double quiet_ms);
