@@ -20,6 +20,15 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 
 SYSTEM_PACKAGES=(libavformat-dev libavcodec-dev libavutil-dev libswscale-dev pkg-config libgtest-dev ffmpeg g++)
 
+usage() {
+  cat <<'EOF'
+usage: bash tools/dev.sh <command>
+  demo     build everything, then load the shipped LeRobot dataset and print an item
+  test     build everything, then run the C++ tests (ctest) and pytest
+  setup    only build
+EOF
+}
+
 log() { printf '\033[1m[dexloop]\033[0m %s\n' "$*"; }
 
 ensure_system_packages() {
@@ -48,7 +57,24 @@ ensure_python_env() {
   # the environment's own nanobind and incremental rebuilds reuse build/.
   "$VENV/bin/pip" install -q "torch==2.13.0" "scikit-build-core>=0.10" "nanobind>=2.4" cmake ninja
   log "building dexloop (C++ core and Python extension)"
-  "$VENV/bin/pip" install -q --no-build-isolation -e ".[dev]"
+  build_dexloop
+}
+
+# pip -v prints the whole CMake run; only its steps and Ninja's [n/total] lines are shown, so a
+# build of a minute shows progress without burying it. The full output is kept in build/.
+build_dexloop() {
+  local build_log="$ROOT/build/pip-install.log" status
+  mkdir -p "$ROOT/build"
+  set +e
+  "$VENV/bin/pip" install -v --no-build-isolation -e ".[dev]" 2>&1 | tee "$build_log" |
+    { grep --line-buffered -E '^[[:space:]]*(\*\*\* |\[[0-9]+/[0-9]+\] )' | sed -u 's/^[[:space:]]*/  /' || true; }
+  status=${PIPESTATUS[0]}
+  set -e
+  if [ "$status" -ne 0 ]; then
+    tail -n 40 "$build_log" >&2
+    log "the build failed; full output in $build_log"
+    exit "$status"
+  fi
 }
 
 build_cpp_tests() {
@@ -104,7 +130,7 @@ case "${1:-}" in
     "$VENV/bin/python" -m pytest -q "${TORCHLESS_TESTS[@]}"
     ;;
   *)
-    sed -n '2,9p' "$0"
+    usage >&2
     exit 2
     ;;
 esac
