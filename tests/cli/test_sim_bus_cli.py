@@ -17,6 +17,8 @@ from dexloop.motors.feetech import FeetechMotorsBus
 COMMAND = [sys.executable, "-m", "dexloop.cli.main", "sim-bus"]
 # Generous: a loaded 2-core machine may take seconds to start Python and import torch-free dexloop.
 LINE_TIMEOUT_S = 30
+# The simulator's thread may wait for a core on a loaded machine: a wide allowance beyond the wire time.
+LATENCY_MARGIN_MS = 100
 
 
 def run_once(*args: str) -> subprocess.CompletedProcess:
@@ -74,7 +76,7 @@ def so101_process():
 def so101_bus(port: str) -> FeetechMotorsBus:
     names = ["shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper"]
     motors = {name: Motor(i + 1, "sts3215", MotorNormMode.RANGE_M100_100) for i, name in enumerate(names)}
-    return FeetechMotorsBus(port, motors)
+    return FeetechMotorsBus(port, motors, latency_margin_ms=LATENCY_MARGIN_MS)
 
 
 def test_help_lists_the_flags_with_their_defaults():
@@ -174,6 +176,7 @@ def test_fault_flags_apply_from_the_start_and_the_old_robot_flag_works():
         bus = DynamixelMotorsBus(
             sim_bus.port,
             {f"m{i + 1}": Motor(i + 1, model, MotorNormMode.DEGREES) for i, model in enumerate(models)},
+            latency_margin_ms=LATENCY_MARGIN_MS,
         )
         bus.connect(handshake=False)
         try:
