@@ -13,8 +13,8 @@ cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 VENV=${DEXLOOP_VENV:-$ROOT/.venv}
 PYTHON=${DEXLOOP_PYTHON:-python3}
-# Test folders whose modules import no torch (bus driver, motors API, simulator).
-TORCHLESS_TESTS=(tests/bus tests/motors tests/sim)
+# Test folders whose modules import no torch (bus driver, motors API, simulator, command line).
+TORCHLESS_TESTS=(tests/bus tests/motors tests/sim tests/cli)
 export PIP_CONSTRAINT=$ROOT/.ci/constraints.txt
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
@@ -23,9 +23,11 @@ SYSTEM_PACKAGES=(libavformat-dev libavcodec-dev libavutil-dev libswscale-dev pkg
 usage() {
   cat <<'EOF'
 usage: bash tools/dev.sh <command>
-  demo     build everything, then load the shipped LeRobot dataset and print an item
-  test     build everything, then run the C++ tests (ctest) and pytest
-  setup    only build
+  demo             build everything, then load the shipped LeRobot dataset and print an item
+  test             build everything, then run the C++ tests (ctest) and pytest
+  setup            only build
+  test-torchless   build and run the tests that need no torch, in a venv without it
+                   (for a Python with no local CPU torch wheel: DEXLOOP_PYTHON=python3.12)
 EOF
 }
 
@@ -57,16 +59,17 @@ ensure_python_env() {
   # the environment's own nanobind and incremental rebuilds reuse build/.
   "$VENV/bin/pip" install -q "torch==2.13.0" "scikit-build-core>=0.10" "nanobind>=2.4" cmake ninja
   log "building dexloop (C++ core and Python extension)"
-  build_dexloop
+  build_dexloop -e ".[dev]"
 }
 
-# pip -v prints the whole CMake run; only its steps and Ninja's [n/total] lines are shown, so a
-# build of a minute shows progress without burying it. The full output is kept in build/.
+# pip install "$@" of dexloop. pip -v prints the whole CMake run; only its steps and Ninja's [n/total]
+# lines are shown, so a build of a minute shows progress without burying it. The full output is kept
+# in build/.
 build_dexloop() {
   local build_log="$ROOT/build/pip-install.log" status
   mkdir -p "$ROOT/build"
   set +e
-  "$VENV/bin/pip" install -v --no-build-isolation -e ".[dev]" 2>&1 | tee "$build_log" |
+  "$VENV/bin/pip" install -v --no-build-isolation "$@" 2>&1 | tee "$build_log" |
     { grep --line-buffered -E '^[[:space:]]*(\*\*\* |\[[0-9]+/[0-9]+\] )' | sed -u 's/^[[:space:]]*/  /' || true; }
   status=${PIPESTATUS[0]}
   set -e
@@ -104,7 +107,7 @@ PY
   # shellcheck disable=SC2086
   "$VENV/bin/pip" install -q $requirements
   log "building dexloop without torch ($("$VENV/bin/python" --version))"
-  "$VENV/bin/pip" install -q --no-build-isolation --no-deps -e .
+  build_dexloop --no-deps -e .
 }
 
 case "${1:-}" in

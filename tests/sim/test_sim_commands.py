@@ -23,7 +23,7 @@ def sim_and_bus():
 
 
 def test_fault_commands_reach_the_wire(sim_and_bus):
-    _, commands, bus = sim_and_bus
+    sim, commands, bus = sim_and_bus
     assert commands.run("corrupt wrist_roll") == "motor 5 (wrist_roll): next reply corrupted"
     with pytest.raises(BusProtocolError):
         bus.read("ID", "wrist_roll")
@@ -44,6 +44,23 @@ def test_fault_commands_reach_the_wire(sim_and_bus):
         bus.read("ID", "gripper")
 
     assert commands.run("drop gripper 0") == "motor 6 (gripper): no more replies dropped"
+
+    # Faults on the line from the driver to the motors.
+    assert commands.run("drop_instructions") == "the driver's next write lost"
+    with pytest.raises(BusTimeoutError):
+        bus.read("ID", "elbow_flex")
+    corrupt_before = sim.simulator.corrupt_instructions
+    assert commands.run("damage_instructions 2") == "the driver's next 2 writes damaged (one bit flipped)"
+    for _ in range(2):
+        with pytest.raises((BusTimeoutError, BusProtocolError)):
+            bus.read("ID", "elbow_flex")
+    assert sim.simulator.corrupt_instructions > corrupt_before
+    assert (
+        commands.run("noise_instructions 00ff -1")
+        == "every write of the driver until cleared preceded by 00ff"
+    )
+    assert commands.run("clear") == "every motor: faults cleared"
+    assert bus.read("ID", "elbow_flex", num_retry=1) == 3
     assert commands.run("garbage 1 ff00aa 2") == "motor 1 (shoulder_pan): next 2 replies preceded by ff00aa"
 
 
@@ -71,6 +88,8 @@ def test_joint_and_register_commands(sim_and_bus):
         ("drop gripper -2", "COUNT must be in -1..1000000, got -2"),
         ("error_bits 1 256", "BITS must be in 0..255, got 256"),
         ("garbage 1 xyz", "HEX_BYTES must be hexadecimal bytes such as ff00aa, got 'xyz'"),
+        ("noise_instructions", "noise_instructions takes 1..2 arguments, got 0"),
+        ("drop_instructions 1 2", "drop_instructions takes 0..1 arguments, got 2"),
         ("move all 10", "move needs one motor, not all"),
         ("move 1 far", "STEPS must be a number, got 'far'"),
         ("read 1 Nope", "has no register 'Nope'"),

@@ -56,6 +56,10 @@ class FaultConfig:
     vanish: bool = False
     # Status error bits ORed into every reply (e.g. 32: overload; 0: none).
     error_bits: int = 0
+    # The driver's first writes lost before any motor hears them: how many (-1: every one).
+    drop_instructions: int = 0
+    # The driver's first writes with one bit flipped: how many (-1: every one).
+    damage_instructions: int = 0
 
 
 @dataclass
@@ -156,11 +160,9 @@ def _check_values(config: SimBusConfig) -> RobotPreset:
     if config.time_constant_s < 0:
         raise UsageError(f"--time_constant_s: must be >= 0 seconds, got {config.time_constant_s}")
     fault = config.fault
-    for name in ("drop", "corrupt", "delay_count"):
+    for name in ("drop", "corrupt", "delay_count", "drop_instructions", "damage_instructions"):
         if getattr(fault, name) < -1:
-            raise UsageError(
-                f"--fault.{name}: a count of replies, or -1 for every one; got {getattr(fault, name)}"
-            )
+            raise UsageError(f"--fault.{name}: a count, or -1 for every one; got {getattr(fault, name)}")
     if not 0 <= fault.delay_us <= 10_000_000:
         raise UsageError(f"--fault.delay_us: microseconds in 0..10000000, got {fault.delay_us}")
     if not 0 <= fault.error_bits <= 255:
@@ -182,6 +184,10 @@ def _fault_commands(fault: FaultConfig) -> list[str]:
         lines.append(f"vanish {motor}")
     if fault.error_bits:
         lines.append(f"error_bits {motor} {fault.error_bits}")
+    if fault.drop_instructions:
+        lines.append(f"drop_instructions {fault.drop_instructions}")
+    if fault.damage_instructions:
+        lines.append(f"damage_instructions {fault.damage_instructions}")
     return lines
 
 

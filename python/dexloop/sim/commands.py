@@ -27,7 +27,10 @@ HELP = """commands (MOTOR: a motor name, an id, or all; COUNT: how many of the n
   garbage MOTOR HEX_BYTES [COUNT]    bytes (e.g. ff00aa) sent before the replies
   vanish MOTOR / reappear MOTOR      the motor stops / resumes hearing and answering
   error_bits MOTOR BITS              status error bits ORed into every reply (0 clears; 0x20 overload)
-  clear [MOTOR]                      every fault cleared (all motors by default)
+  drop_instructions [COUNT]          the driver's next writes lost before any motor hears them
+  damage_instructions [COUNT]        one bit flipped in each of the driver's next writes
+  noise_instructions HEX_BYTES [COUNT]  bytes reaching the motors before each of the driver's next writes
+  clear [MOTOR]                      faults cleared (by default every motor's and the driver's line's)
   move MOTOR STEPS                   set the raw encoder position, as a hand moving the joint
   read MOTOR REGISTER                a register's value (LeRobot's register names)
   positions                          Present_Position of every motor
@@ -46,6 +49,16 @@ def _integer(text: str, what: str, low: int, high: int) -> int:
     if not low <= value <= high:
         raise SimCommandError(f"{what} must be in {low}..{high}, got {value}")
     return value
+
+
+def _hex_bytes(text: str) -> bytes:
+    try:
+        data = bytes.fromhex(text)
+    except ValueError:
+        raise SimCommandError(f"HEX_BYTES must be hexadecimal bytes such as ff00aa, got {text!r}") from None
+    if not data:
+        raise SimCommandError("HEX_BYTES must hold at least one byte")
+    return data
 
 
 def _count(args: list[str], index: int) -> int:
@@ -67,6 +80,9 @@ class SimCommands:
             "vanish": (self._vanish, 1, 1, "vanish MOTOR"),
             "reappear": (self._reappear, 1, 1, "reappear MOTOR"),
             "error_bits": (self._error_bits, 2, 2, "error_bits MOTOR BITS"),
+            "drop_instructions": (self._drop_instructions, 0, 1, "drop_instructions [COUNT]"),
+            "damage_instructions": (self._damage_instructions, 0, 1, "damage_instructions [COUNT]"),
+            "noise_instructions": (self._noise_instructions, 1, 2, "noise_instructions HEX_BYTES [COUNT]"),
             "clear": (self._clear, 0, 1, "clear [MOTOR]"),
             "move": (self._move, 2, 2, "move MOTOR STEPS"),
             "read": (self._read, 2, 2, "read MOTOR REGISTER"),
@@ -145,14 +161,7 @@ class SimCommands:
 
     def _garbage(self, args: list[str]) -> str:
         motor = self.motor(args[0])
-        try:
-            data = bytes.fromhex(args[1])
-        except ValueError:
-            raise SimCommandError(
-                f"HEX_BYTES must be hexadecimal bytes such as ff00aa, got {args[1]!r}"
-            ) from None
-        if not data:
-            raise SimCommandError("HEX_BYTES must hold at least one byte")
+        data = _hex_bytes(args[1])
         count = _count(args, 2)
         self.bus.garbage_before_replies(motor, data, count)
         return f"{self._label(motor)}: {self._replies(count)} preceded by {data.hex()}"
@@ -172,6 +181,28 @@ class SimCommands:
         bits = _integer(args[1], "BITS", 0, 255)
         self.bus.set_error_bits(motor, bits)
         return f"{self._label(motor)}: error bits 0x{bits:02x}"
+
+    @staticmethod
+    def _instructions(count: int) -> str:
+        if count == -1:
+            return "every write of the driver until cleared"
+        return "the driver's next write" if count == 1 else f"the driver's next {count} writes"
+
+    def _drop_instructions(self, args: list[str]) -> str:
+        count = _count(args, 0)
+        self.bus.drop_instructions(count)
+        return f"{self._instructions(count)} lost"
+
+    def _damage_instructions(self, args: list[str]) -> str:
+        count = _count(args, 0)
+        self.bus.damage_instructions(count)
+        return f"{self._instructions(count)} damaged (one bit flipped)"
+
+    def _noise_instructions(self, args: list[str]) -> str:
+        data = _hex_bytes(args[0])
+        count = _count(args, 1)
+        self.bus.noise_before_instructions(data, count)
+        return f"{self._instructions(count)} preceded by {data.hex()}"
 
     def _clear(self, args: list[str]) -> str:
         motor = self.motor(args[0]) if args else None
