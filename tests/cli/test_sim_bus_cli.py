@@ -127,6 +127,36 @@ def test_a_bad_value_is_one_line_and_exit_code_2(args, expected):
     assert lines[0].startswith("dexloop sim-bus: ") and expected in lines[0]
 
 
+def test_a_config_file_is_read_and_a_bad_one_is_one_line(tmp_path):
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("robot: [\n")
+    result = run_once(f"--config_path={broken}")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert "--config_path: the file is not a YAML mapping of these flags" in result.stderr
+    bad_value = tmp_path / "bad_value.yaml"
+    bad_value.write_text("robot:\n  type: koch_follower\nbaudrate: fast\n")
+    result = run_once(f"--config_path={bad_value}")
+    assert (
+        result.returncode == 2
+        and result.stderr == "dexloop sim-bus: --baudrate: couldn't parse 'fast' into an int\n"
+    )
+    missing = tmp_path / "missing.yaml"
+    result = run_once(f"--config_path={missing}")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and str(missing) in result.stderr
+
+    good = tmp_path / "koch.yaml"
+    good.write_text("robot:\n  type: koch_follower\nfault:\n  motor: wrist_roll\n  vanish: true\n")
+    sim_bus = SimBusProcess(f"--config_path={good}")
+    try:
+        assert "Koch v1.1 follower" in sim_bus.description
+        assert (
+            sim_bus.next_line()
+            == "dexloop sim-bus: motor 5 (wrist_roll): vanished (reappear to bring it back)"
+        )
+    finally:
+        assert sim_bus.close() == 0
+
+
 def test_drivers_talk_to_it_and_stdin_injects_faults(so101_process):
     sim_bus = so101_process
     assert sim_bus.port.startswith("/dev/") and "SO-101 follower" in sim_bus.description

@@ -131,7 +131,9 @@ def parse_config(args: Sequence[str]) -> SimBusConfig:
     except ParsingError as error:
         # draccus's DecodingError reads "`baudrate`: Couldn't parse 'fast' into an int".
         text = str(error).strip()
-        if text.startswith("`") and "`: " in text:
+        if text.startswith("Failed to load config"):  # draccus names the file object, not its path
+            text = "--config_path: the file is not a YAML mapping of these flags"
+        elif text.startswith("`") and "`: " in text:
             name, _, reason = text[1:].partition("`: ")
             text = f"--{name}: {reason[:1].lower()}{reason[1:]}"
         raise UsageError(text) from None
