@@ -13,12 +13,23 @@ cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 VENV=${DEXLOOP_VENV:-$ROOT/.venv}
 PYTHON=${DEXLOOP_PYTHON:-python3}
-# Test folders whose modules import no torch (bus driver, motors API, simulator).
-TORCHLESS_TESTS=(tests/bus tests/motors tests/sim)
+# Test folders whose modules import no torch (bus driver, motors API, simulator, command line).
+TORCHLESS_TESTS=(tests/bus tests/motors tests/sim tests/cli)
 export PIP_CONSTRAINT=$ROOT/.ci/constraints.txt
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
 SYSTEM_PACKAGES=(libavformat-dev libavcodec-dev libavutil-dev libswscale-dev pkg-config libgtest-dev ffmpeg g++)
+
+usage() {
+  cat <<'EOF'
+usage: bash tools/dev.sh <command>
+  demo             build everything, then load the shipped LeRobot dataset and print an item
+  test             build everything, then run the C++ tests (ctest) and pytest
+  setup            only build
+  test-torchless   build and run the tests that need no torch, in a venv without it
+                   (for a Python with no local CPU torch wheel: DEXLOOP_PYTHON=python3.12)
+EOF
+}
 
 log() { printf '\033[1m[dexloop]\033[0m %s\n' "$*"; }
 
@@ -48,7 +59,25 @@ ensure_python_env() {
   # the environment's own nanobind and incremental rebuilds reuse build/.
   "$VENV/bin/pip" install -q "torch==2.13.0" "scikit-build-core>=0.10" "nanobind>=2.4" cmake ninja
   log "building dexloop (C++ core and Python extension)"
-  "$VENV/bin/pip" install -q --no-build-isolation -e ".[dev]"
+  build_dexloop -e ".[dev]"
+}
+
+# pip install "$@" of dexloop. pip -v prints the whole CMake run; only its steps and Ninja's [n/total]
+# lines are shown, so a build of a minute shows progress without burying it. The full output is kept
+# in build/.
+build_dexloop() {
+  local build_log="$ROOT/build/pip-install.log" status
+  mkdir -p "$ROOT/build"
+  set +e
+  "$VENV/bin/pip" install -v --no-build-isolation "$@" 2>&1 | tee "$build_log" |
+    { grep --line-buffered -E '^[[:space:]]*(\*\*\* |\[[0-9]+/[0-9]+\] )' | sed -u 's/^[[:space:]]*/  /' || true; }
+  status=${PIPESTATUS[0]}
+  set -e
+  if [ "$status" -ne 0 ]; then
+    tail -n 40 "$build_log" >&2
+    log "the build failed; full output in $build_log"
+    exit "$status"
+  fi
 }
 
 build_cpp_tests() {
@@ -78,7 +107,7 @@ PY
   # shellcheck disable=SC2086
   "$VENV/bin/pip" install -q $requirements
   log "building dexloop without torch ($("$VENV/bin/python" --version))"
-  "$VENV/bin/pip" install -q --no-build-isolation --no-deps -e .
+  build_dexloop --no-deps -e .
 }
 
 case "${1:-}" in
@@ -104,7 +133,7 @@ case "${1:-}" in
     "$VENV/bin/python" -m pytest -q "${TORCHLESS_TESTS[@]}"
     ;;
   *)
-    sed -n '2,9p' "$0"
+    usage >&2
     exit 2
     ;;
 esac

@@ -224,7 +224,11 @@ def test_cli_help_lists_commands_and_defaults() -> None:
     )
     assert shown.returncode == 0
     help_text = " ".join(shown.stdout.split())  # argparse wraps lines
-    for flag, default in [("--robot", "so101"), ("--baudrate", "1000000"), ("--time_constant_s", "0.04")]:
+    for flag, default in [
+        ("--robot.type", "so101_follower"),
+        ("--baudrate", "1000000"),
+        ("--time_constant_s", "0.04"),
+    ]:
         assert flag in help_text and f"(default: {default})" in help_text
     assert "--emulate_wire_time" in help_text
     bad = subprocess.run(

@@ -2,7 +2,7 @@
 
 Commands live in their own modules, imported only when run, so ``dexloop --help`` stays fast and one
 command's dependencies never burden another. Each module has ``main(argv) -> int``; flags are parsed
-LeRobot-style with draccus (``--robot so101`` or ``--robot=so101``).
+LeRobot-style with draccus (``--robot.type=so101_follower``).
 """
 
 from __future__ import annotations

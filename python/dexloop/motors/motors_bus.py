@@ -27,6 +27,11 @@ Where dexloop differs from LeRobot (documented on each method):
 * writing a read-only register raises ``ValueError`` (LeRobot sends it; the servo ignores or rejects it);
 * ``set_timeout`` records the value only: the driver gives each transaction its own deadline from the wire
   time plus ``latency_margin_ms``, as the vendors' SDKs (which LeRobot uses) re-arm theirs per packet too.
+
+LeRobot's own ``Motor``, ``MotorNormMode`` and ``MotorCalibration`` values are accepted wherever dexloop's
+are, so LeRobot's robot classes run on these buses unchanged: they are recognised by their fields (and
+the enum's ``.value``), without importing lerobot, and converted to dexloop's types once, when the bus is
+made or its calibration set (:func:`as_motor`, :func:`as_calibration`).
 """
 
 from __future__ import annotations
@@ -99,6 +104,75 @@ class Motor:
     norm_mode: MotorNormMode
     motor_type_str: str | None = None
     recv_id: int | None = None
+
+
+_MOTOR_FIELDS = ("id", "model", "norm_mode")
+_CALIBRATION_FIELDS = ("id", "drive_mode", "homing_offset", "range_min", "range_max")
+
+
+def as_motor(name: str, motor: Any) -> Motor:
+    """`motor` as dexloop's Motor: itself if it is one, else a copy of a Motor-shaped value (LeRobot's
+    ``lerobot.motors.Motor``, whose ``norm_mode`` is LeRobot's MotorNormMode: its ``.value`` is kept)."""
+    if isinstance(motor, Motor):
+        return motor
+    missing = [field for field in _MOTOR_FIELDS if not hasattr(motor, field)]
+    if missing:
+        raise TypeError(
+            f"motor '{name}' must be a Motor(id, model, norm_mode) (dexloop's or LeRobot's), got {motor!r} "
+            f"(it has no {', '.join(missing)})"
+        )
+    return Motor(
+        motor.id,
+        motor.model,
+        _norm_mode(name, motor.norm_mode),
+        getattr(motor, "motor_type_str", None),
+        getattr(motor, "recv_id", None),
+    )
+
+
+def _norm_mode(name: str, norm_mode: Any) -> MotorNormMode:
+    """dexloop's MotorNormMode for a mode given as one, as a string, or as another enum (LeRobot's)."""
+    try:
+        return MotorNormMode(getattr(norm_mode, "value", norm_mode))
+    except ValueError:
+        choices = ", ".join(mode.value for mode in MotorNormMode)
+        raise ValueError(
+            f"motor '{name}': {norm_mode!r} is not a valid MotorNormMode (one of {choices})"
+        ) from None
+
+
+def as_calibration(name: str, calibration: Any) -> MotorCalibration:
+    """`calibration` as dexloop's MotorCalibration: itself if it is one, else a copy of a value with the
+    same fields (LeRobot's ``lerobot.motors.MotorCalibration``)."""
+    if isinstance(calibration, MotorCalibration):
+        return calibration
+    missing = [field for field in _CALIBRATION_FIELDS if not hasattr(calibration, field)]
+    if missing:
+        raise TypeError(
+            f"calibration of motor '{name}' must be a MotorCalibration(id, drive_mode, homing_offset, "
+            f"range_min, range_max) (dexloop's or LeRobot's), got {calibration!r} (it has no {', '.join(missing)})"
+        )
+    return MotorCalibration(*(getattr(calibration, field) for field in _CALIBRATION_FIELDS))
+
+
+def _as_motors(motors: Any) -> dict[str, Motor]:
+    """The bus's motors as dexloop Motors; the given dict itself when every value already is one."""
+    if not isinstance(motors, Mapping):
+        raise TypeError(f"motors must be a dict {{name: Motor(id, model, norm_mode)}}, got {motors!r}")
+    if isinstance(motors, dict) and all(isinstance(m, Motor) for m in motors.values()):
+        return motors
+    return {name: as_motor(name, m) for name, m in motors.items()}
+
+
+def _as_calibrations(calibration: Any) -> dict[str, MotorCalibration]:
+    """A calibration dict with dexloop MotorCalibrations; the given dict itself when it has only those."""
+    if not calibration:
+        return {}
+    if not isinstance(calibration, Mapping):
+        raise TypeError(f"calibration must be a dict {{motor name: MotorCalibration}}, got {calibration!r}")
+    if isinstance(calibration, dict) and all(isinstance(c, MotorCalibration) for c in calibration.values()):
+        return calibration
+    return {name: as_calibration(name, c) for name, c in calibration.items()}
 
 
 class _Plan:
@@ -191,8 +265,8 @@ class MotorsBus(abc.ABC):
         max_spin_us: int = 100,
     ):
         self.port = port
-        self.motors = motors
-        self.calibration = calibration if calibration else {}
+        self.motors = _as_motors(motors)
+        self.calibration = calibration
         self.protocol = protocol
         self.timeout_ms: float = self.default_timeout
         self._model_info: dict[str, Any] = {}
@@ -214,10 +288,17 @@ class MotorsBus(abc.ABC):
     # ------------------------------------------------------------------------------------------------
     # Motors and registers
 
+    @property
+    def calibration(self) -> dict[str, MotorCalibration]:
+        """{motor name: MotorCalibration} used to normalise positions ({} when uncalibrated). Assigning
+        LeRobot MotorCalibrations stores dexloop's equivalents (equal to what ``read_calibration`` returns)."""
+        return self._calibration
+
+    @calibration.setter
+    def calibration(self, calibration: Mapping[str, Any] | None) -> None:
+        self._calibration = _as_calibrations(calibration)
+
     def _validate_motors(self) -> None:
-        for name, m in self.motors.items():
-            if not isinstance(m, Motor):
-                raise TypeError(f"motor '{name}' must be a Motor(id, model, norm_mode), got {m!r}")
         ids = [m.id for m in self.motors.values()]
         if len(ids) != len(set(ids)):
             duplicates = sorted({i for i in ids if ids.count(i) > 1})
@@ -229,7 +310,7 @@ class MotorsBus(abc.ABC):
                 raise ValueError(f"motor '{name}': id {m.id} is outside 0..{MAX_ID}")
             info = self._model_info.get(m.model) or self._find_model(m.model)
             self._model_info[m.model] = info
-            MotorNormMode(m.norm_mode)  # a ValueError for an unknown mode
+            _norm_mode(name, m.norm_mode)  # a ValueError for an unknown mode
 
     def _find_model(self, model: str) -> Any:
         info = _bus.find_model(model)
@@ -354,12 +435,24 @@ class MotorsBus(abc.ABC):
 
     def _normalize_plan(self, plan: _Plan, values: Sequence[Any]) -> list[Any]:
         return normalize_values(
-            plan.names, values, plan.modes, plan.max_res, self.calibration, self.apply_drive_mode, self._owner
+            plan.names,
+            values,
+            plan.modes,
+            plan.max_res,
+            self._calibration,
+            self.apply_drive_mode,
+            self._owner,
         )
 
     def _unnormalize_plan(self, plan: _Plan, values: Sequence[Any]) -> list[int]:
         return unnormalize_values(
-            plan.names, values, plan.modes, plan.max_res, self.calibration, self.apply_drive_mode, self._owner
+            plan.names,
+            values,
+            plan.modes,
+            plan.max_res,
+            self._calibration,
+            self.apply_drive_mode,
+            self._owner,
         )
 
     def _normalize(self, ids_values: Mapping[int, int]) -> dict[int, Any]:
@@ -714,7 +807,7 @@ class MotorsBus(abc.ABC):
                 values,
                 plan.modes,
                 plan.max_res,
-                self.calibration,
+                self._calibration,
                 self.apply_drive_mode,
                 self._owner,
             )
@@ -758,7 +851,7 @@ class MotorsBus(abc.ABC):
                 given,
                 plan.modes,
                 plan.max_res,
-                self.calibration,
+                self._calibration,
                 self.apply_drive_mode,
                 self._owner,
             )
@@ -881,4 +974,6 @@ __all__ = [
     "NameOrID",
     "SerialMotorsBus",
     "Value",
+    "as_calibration",
+    "as_motor",
 ]

@@ -11,7 +11,8 @@
 The simulator (C++, ``dexloop._core.sim.ServoSimulator``) holds each motor's control table with
 LeRobot's register names, moves positions toward goals while torque is on (first order, time constant
 ``time_constant_s``), and applies each vendor's homing, limit and access rules. ``dexloop sim-bus
---robot so101`` runs one from the command line.
+--robot.type=so101_follower`` runs one from the command line, with the fault commands of
+:mod:`dexloop.sim.commands` on its stdin.
 
 Presets use LeRobot's motor names, ids and models: ``so100_follower`` / ``so101_follower`` /
 ``so100_leader`` / ``so101_leader`` (6 x sts3215), ``koch_follower`` (xl430-w250 x 2, xl330-m288 x 4),
