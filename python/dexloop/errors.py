@@ -24,6 +24,11 @@ class DatasetNotFoundError(DatasetError, FileNotFoundError):
     """The dataset is neither on local disk nor downloadable (e.g. offline and not cached)."""
 
 
+class DatasetArgumentError(DatasetError, ValueError, TypeError):
+    """An argument of a dataset call is unusable: an empty or non-integer episode list, an unknown
+    option value. A ValueError (and a TypeError, for values of the wrong type), as Python raises."""
+
+
 class DatasetVersionError(DatasetError):
     """The dataset's codebase_version is one dexloop cannot read."""
 
@@ -85,6 +90,7 @@ __all__ = [
     "BusProtocolError",
     "BusTimeoutError",
     "CalibrationError",
+    "DatasetArgumentError",
     "DatasetError",
     "DatasetIndexError",
     "DatasetNotFoundError",
