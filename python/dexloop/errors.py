@@ -29,6 +29,11 @@ class DatasetArgumentError(DatasetError, ValueError, TypeError):
     option value. A ValueError (and a TypeError, for values of the wrong type), as Python raises."""
 
 
+class DatasetReadOnlyError(DatasetError, RuntimeError):
+    """A recording call (add_frame, save_episode, ...) on a dataset opened for reading. A RuntimeError,
+    as LeRobot raises for a read-only dataset."""
+
+
 class DatasetVersionError(DatasetError):
     """The dataset's codebase_version is one dexloop cannot read."""
 
@@ -94,6 +99,7 @@ __all__ = [
     "DatasetError",
     "DatasetIndexError",
     "DatasetNotFoundError",
+    "DatasetReadOnlyError",
     "DatasetVersionError",
     "DeviceAlreadyConnectedError",
     "DeviceNotConnectedError",

@@ -19,7 +19,7 @@ import dexloop.datasets.lerobot_dataset as lerobot_dataset_module
 from dexloop.datasets import LeRobotDataset, LeRobotDatasetMetadata, MultiLeRobotDataset
 from dexloop.datasets.dataset_metadata import LeRobotDatasetMetadata as MetadataByLeRobotPath
 from dexloop.datasets.sampler import EpisodeAwareSampler, compute_sampler_state
-from dexloop.errors import DatasetArgumentError, DatasetError
+from dexloop.errors import DatasetArgumentError, DatasetError, DatasetReadOnlyError
 
 from conftest import LEROBOT_DATA, LEROBOT_V21_DATA
 
@@ -235,3 +235,32 @@ def test_multi_dataset_concatenates_with_dataset_index(tmp_path: Path) -> None:
     assert int(multi.stats["index"]["count"][0]) == len(multi)
     with pytest.raises(IndexError):
         multi[len(multi)]
+
+
+def test_recording_calls_on_a_read_dataset_are_refused() -> None:
+    dataset = open_multifile()
+    for call in (lambda: dataset.add_frame({}), dataset.save_episode, dataset.clear_episode_buffer):
+        with pytest.raises(DatasetReadOnlyError, match="read-only"):
+            call()
+    assert dataset.has_pending_frames() is False
+    dataset.finalize()  # nothing to flush
+
+
+def test_depth_stats_are_rescaled_to_the_output_unit(tmp_path: Path) -> None:
+    root = tmp_path / "fps15_types"
+    shutil.copytree(LEROBOT_DATA / "fps15_types", root)
+    info_path = root / "meta/info.json"
+    info = json.loads(info_path.read_text())
+    info["features"]["observation.images.top"]["info"].update({"is_depth_map": True, "depth_unit": "m"})
+    info_path.write_text(json.dumps(info))
+    meta = LeRobotDatasetMetadata("dexloop/fps15_types", root=root)
+    stored = {name: value.copy() for name, value in meta.stats["observation.images.top"].items()}
+    meta.rescale_depth_stats("mm")
+    rescaled = meta.stats["observation.images.top"]
+    torch.testing.assert_close(torch.from_numpy(rescaled["max"]), torch.from_numpy(stored["max"] * 1000))
+    assert (rescaled["count"] == stored["count"]).all()
+    fresh = LeRobotDatasetMetadata("dexloop/fps15_types", root=root)
+    fresh.rescale_depth_stats("m")  # the recorded unit: nothing to convert
+    torch.testing.assert_close(
+        torch.from_numpy(fresh.stats["observation.images.top"]["max"]), torch.from_numpy(stored["max"])
+    )

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from dexloop import _core
-from dexloop.errors import DatasetArgumentError, DatasetError, DatasetIndexError
+from dexloop.errors import DatasetArgumentError, DatasetError, DatasetIndexError, DatasetReadOnlyError
 
 from . import hub
 from .collate import samples_of
@@ -169,7 +169,7 @@ class LeRobotDataset(torch.utils.data.Dataset):
             selected = self.meta.filter_episodes(episode_filter, candidates=selected)
             if not selected:
                 raise DatasetArgumentError(
-                    f"{self.root}: the episode filter matched no episode"
+                    f"{self.root}: The episode filter did not match any episode"
                     + (f" among episodes {episodes}" if episodes is not None else "")
                 )
         return selected
@@ -350,6 +350,30 @@ class LeRobotDataset(torch.utils.data.Dataset):
 
     def clear_image_transforms(self) -> None:
         self.image_transforms = None
+
+    # -- LeRobot's recording methods: this class reads ---------------------------------------
+
+    def _read_only(self, method: str) -> DatasetReadOnlyError:
+        return DatasetReadOnlyError(
+            f"Cannot call '{method}()' on a read-only dataset ({self.repo_id} at {self.root}): "
+            "LeRobotDataset(...) opens a dataset for reading; record with LeRobot's "
+            "LeRobotDataset.create() / .resume()"
+        )
+
+    def add_frame(self, frame: dict) -> None:
+        raise self._read_only("add_frame")
+
+    def save_episode(self, episode_data: dict | None = None, parallel_encoding: bool = True) -> None:
+        raise self._read_only("save_episode")
+
+    def clear_episode_buffer(self, delete_images: bool = True) -> None:
+        raise self._read_only("clear_episode_buffer")
+
+    def has_pending_frames(self) -> bool:
+        return False
+
+    def finalize(self) -> None:
+        """Nothing to flush: a dataset opened for reading writes nothing (as LeRobot's)."""
 
     def __getitem__(self, idx: int | slice) -> dict | list[dict]:
         if isinstance(idx, slice):

@@ -215,6 +215,21 @@ class LeRobotDatasetMetadata:
         )
         return sorted(int(index) for index in kept["episode_index"])
 
+    def rescale_depth_stats(self, output_unit: str) -> None:
+        """Converts the stats of depth features from the unit they were recorded in
+        (``features[key]["info"]["depth_unit"]``, "m" or "mm") to ``output_unit``, as LeRobot does
+        so that stats match the frames it returns; ``count`` is left as it is."""
+        if output_unit not in ("m", "mm"):
+            raise DatasetArgumentError(f"depth output unit must be 'm' or 'mm', got {output_unit!r}")
+        for key in self.depth_keys:
+            stored = (self.features[key].get("info") or {}).get("depth_unit")
+            if self.stats is None or stored is None or stored == output_unit or key not in self.stats:
+                continue
+            factor = 1000.0 if stored == "m" else 1.0 / 1000.0
+            self.stats[key] = {
+                name: value if name == "count" else value * factor for name, value in self.stats[key].items()
+            }
+
     @property
     def has_language_columns(self) -> bool:
         """True when the dataset declares LeRobot's language annotation columns."""
