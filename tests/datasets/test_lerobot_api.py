@@ -118,6 +118,7 @@ def test_metadata_takes_lerobots_keywords() -> None:
     )
     assert meta.has_language_columns is False
     assert meta.revision == "v3.0"
+    assert str(meta._version) == "3.0"  # the private attribute LeRobot's streaming dataset reads
     with pytest.raises(DatasetArgumentError, match="repo_type must be"):
         LeRobotDatasetMetadata("dexloop/fps50_multifile", root=MULTIFILE, repo_type="model")
     with pytest.raises(DatasetError, match="bucket"):

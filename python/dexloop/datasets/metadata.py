@@ -236,6 +236,14 @@ class LeRobotDatasetMetadata:
         return any(column in self.features for column in LANGUAGE_COLUMNS)
 
     @property
+    def _version(self) -> Any:
+        """``codebase_version`` as a ``packaging`` Version: the private attribute LeRobot's own modules
+        (e.g. its streaming dataset) read from a metadata object. packaging comes with LeRobot."""
+        from packaging.version import Version
+
+        return Version(self.info.codebase_version)
+
+    @property
     def is_v21(self) -> bool:
         """True for the one-file-per-episode layout of LeRobot <= 0.3 (codebase_version v2.1)."""
         return self.info.version[0] == 2
