@@ -235,7 +235,18 @@ void register_video(nb::module_& module) {
       .def("decode", &pool_decode, "files"_a, "file_index"_a, "timestamps"_a, "target"_a, "slot"_a,
            "outputs"_a, "tolerance_s"_a = 1e-4, "channels_last"_a = false,
            "Request n decodes files[file_index[n]] at timestamps[n] into frame slot[n] of "
-           "outputs[target[n]] (C-contiguous uint8 arrays of frames (..., 3, H, W)).");
+           "outputs[target[n]] (C-contiguous uint8 arrays of frames (..., 3, H, W)).")
+      .def("close", &DecoderPool::close, nb::call_guard<nb::gil_scoped_release>(),
+           "Stops and joins the decoding threads (after a decode in progress); the next decode "
+           "starts them again.");
+
+  module.def("close_all_decoder_pools", &DecoderPool::close_all,
+             nb::call_guard<nb::gil_scoped_release>(),
+             "close() on every DecoderPool of the process (run at interpreter exit).");
+  // Joins every pool's threads before the interpreter finalizes: a pool still referenced then
+  // (a dataset in a global, a reference cycle) would otherwise keep threads running into process
+  // teardown, where the C++ runtime aborts.
+  nb::module_::import_("atexit").attr("register")(module.attr("close_all_decoder_pools"));
 
   module.def(
       "ffmpeg_version", [] { return std::string(av_version_info()); },

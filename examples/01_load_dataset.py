@@ -28,13 +28,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--repo-id", default="dexloop/public_0", help="dataset id (default: %(default)s)")
+    parser.add_argument(
+        "--repo-id",
+        default=None,
+        help="dataset id (default: dexloop/public_0, or local/<folder name> with --root)",
+    )
     parser.add_argument(
         "--root", type=Path, default=None, help="local dataset folder (default: the shipped one)"
     )
     parser.add_argument("--index", type=int, default=50, help="item to print (default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=8, help="DataLoader batch (default: %(default)s)")
     args = parser.parse_args()
+    if args.repo_id is None:
+        args.repo_id = f"local/{args.root.resolve().name}" if args.root is not None else "dexloop/public_0"
     root = args.root if args.root is not None or args.repo_id != "dexloop/public_0" else SHIPPED
 
     # An ACT-style query: the current state and camera frame, and the next 8 actions.

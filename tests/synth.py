@@ -987,7 +987,14 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 def _lerobot_value(value: Any) -> np.ndarray:
     """A parquet value typed as LeRobot's torch conversion types it: floats float32, ints int64,
-    bools bool; scalars 0-d."""
+    bools bool; scalars 0-d; an image ({"bytes": PNG, "path"}) float32 CHW in [0, 1]."""
+    if isinstance(value, dict) and value.get("bytes") is not None:
+        from io import BytesIO
+
+        from PIL import Image
+
+        with Image.open(BytesIO(value["bytes"])) as image:
+            return (np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0).transpose(2, 0, 1)
     array = np.asarray(value)
     if array.dtype == np.bool_:
         return array

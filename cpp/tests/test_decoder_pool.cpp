@@ -124,5 +124,23 @@ TEST_F(DecoderPoolTest, WorksInAForkedChild) {
   EXPECT_NO_THROW(pool.decode(after.files, after.requests, 1e-4, FrameLayout::kCHW));
 }
 
+TEST_F(DecoderPoolTest, CloseJoinsAndTheNextDecodeStartsAgain) {
+  DecoderPool pool(3);
+  Batch first = random_batch(front, wrist, 24, 11);
+  pool.decode(first.files, first.requests, 1e-4, FrameLayout::kCHW);
+  const int64_t decoded = pool.frames_decoded();
+  pool.close();
+  pool.close();                               // closing a closed pool does nothing
+  EXPECT_EQ(pool.frames_decoded(), decoded);  // the closed threads' work still counts
+  Batch again = random_batch(front, wrist, 24, 11);
+  pool.decode(again.files, again.requests, 1e-4, FrameLayout::kCHW);
+  EXPECT_EQ(again.outputs, first.outputs);
+  DecoderPool other(2);
+  DecoderPool::close_all();  // every live pool, idle ones included; both stay usable
+  Batch after = random_batch(front, wrist, 24, 12);
+  EXPECT_NO_THROW(other.decode(after.files, after.requests, 1e-4, FrameLayout::kCHW));
+  EXPECT_NO_THROW(pool.decode(after.files, after.requests, 1e-4, FrameLayout::kCHW));
+}
+
 }  // namespace
 }  // namespace dexloop::video

@@ -24,6 +24,16 @@ class DatasetNotFoundError(DatasetError, FileNotFoundError):
     """The dataset is neither on local disk nor downloadable (e.g. offline and not cached)."""
 
 
+class DatasetArgumentError(DatasetError, ValueError, TypeError):
+    """An argument of a dataset call is unusable: an empty or non-integer episode list, an unknown
+    option value. A ValueError (and a TypeError, for values of the wrong type), as Python raises."""
+
+
+class DatasetReadOnlyError(DatasetError, RuntimeError):
+    """A recording call (add_frame, save_episode, ...) on a dataset opened for reading. A RuntimeError,
+    as LeRobot raises for a read-only dataset."""
+
+
 class DatasetVersionError(DatasetError):
     """The dataset's codebase_version is one dexloop cannot read."""
 
@@ -85,9 +95,11 @@ __all__ = [
     "BusProtocolError",
     "BusTimeoutError",
     "CalibrationError",
+    "DatasetArgumentError",
     "DatasetError",
     "DatasetIndexError",
     "DatasetNotFoundError",
+    "DatasetReadOnlyError",
     "DatasetVersionError",
     "DeviceAlreadyConnectedError",
     "DeviceNotConnectedError",

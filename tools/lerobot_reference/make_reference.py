@@ -43,7 +43,21 @@ import numpy as np  # noqa: E402
 STATE_DIM = 4
 ACTION_DIM = 4
 # the optional typed features (spec "extra" names -> feature keys)
-EXTRA_KEYS = ("observation.pose", "observation.counter", "next.done", "observation.grid")
+EXTRA_KEYS = (
+    "observation.pose",
+    "observation.counter",
+    "next.done",
+    "observation.grid",
+    "observation.volume",
+    "observation.field4d",
+    "observation.field5d",
+)
+# shapes of the 3-D..5-D features (read as datasets' Array3D..Array5D once `datasets` is imported)
+ND_SHAPES = {
+    "observation.volume": (2, 3, 2),
+    "observation.field4d": (2, 1, 3, 2),
+    "observation.field5d": (1, 2, 1, 2, 3),
+}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -111,6 +125,33 @@ DATASETS: dict[str, dict] = {
         "subset": [1],
         "extra_queries": {},
     },
+    "nd_features": {
+        "seed": 5,
+        "fps": 20,
+        "cameras": {},
+        "lengths": [4, 3, 5],
+        "tasks": ["fold", "unfold", "fold"],
+        # features of 2 to 5 dimensions (no episode of one frame: LeRobot cannot save those)
+        "extra": ["float32_2d", "float32_3d", "float32_4d", "float32_5d"],
+        "sessions": [[0, 1, 2]],
+        "create_kwargs": {},
+        "subset": [1],
+        "extra_queries": {},
+    },
+    "images_fps10": {
+        "seed": 6,
+        "fps": 10,
+        # the camera stored as PNG images inside the parquet files (use_videos=False)
+        "camera_storage": "image",
+        "cameras": {"observation.images.top": (24, 32)},
+        "lengths": [3, 4],
+        "tasks": ["pick the cube", "place the cube"],
+        "extra": [],
+        "sessions": [[0, 1]],
+        "create_kwargs": {},
+        "subset": [1],
+        "extra_queries": {},
+    },
 }
 
 
@@ -149,6 +190,14 @@ def episode_values(seed: int, episode: int, length: int) -> dict[str, np.ndarray
             + episode
             + np.arange(length, dtype=np.float32)[:, None]
         ).reshape(length, 2, 3),
+        **{
+            key: (
+                np.arange(int(np.prod(shape)), dtype=np.float32)[None, :] * 0.25
+                + episode * 100
+                + np.arange(length, dtype=np.float32)[:, None] * 10
+            ).reshape(length, *shape)
+            for key, shape in ND_SHAPES.items()
+        },
     }
 
 
@@ -162,7 +211,11 @@ def build_features(spec: dict) -> dict:
         "action": {"dtype": "float32", "shape": (ACTION_DIM,), "names": [f"j{i}" for i in range(ACTION_DIM)]},
     }
     for key, (h, w) in spec["cameras"].items():
-        feats[key] = {"dtype": "video", "shape": (h, w, 3), "names": ["height", "width", "channels"]}
+        feats[key] = {
+            "dtype": camera_dtype(spec),
+            "shape": (h, w, 3),
+            "names": ["height", "width", "channels"],
+        }
     extra = spec["extra"]
     if "float64" in extra:
         feats["observation.pose"] = {"dtype": "float64", "shape": (3,), "names": ["x", "y", "z"]}
@@ -172,7 +225,19 @@ def build_features(spec: dict) -> dict:
         feats["next.done"] = {"dtype": "bool", "shape": (1,), "names": None}
     if "float32_2d" in extra:
         feats["observation.grid"] = {"dtype": "float32", "shape": (2, 3), "names": None}
+    for key, shape in ND_SHAPES.items():
+        if f"float32_{len(shape)}d" in extra:
+            feats[key] = {"dtype": "float32", "shape": shape, "names": None}
     return feats
+
+
+def camera_dtype(spec: dict) -> str:
+    """How the dataset stores its cameras: "video" (mp4, the default) or "image" (PNG in parquet)."""
+    return spec.get("camera_storage", "video")
+
+
+def video_cameras(spec: dict) -> dict:
+    return spec["cameras"] if camera_dtype(spec) == "video" else {}
 
 
 def frame_task(spec: dict, episode: int, frame: int, length: int) -> str:
@@ -230,7 +295,7 @@ def record(name: str, spec: dict, root: Path, log: list[str]) -> dict:
                 features=features,
                 root=root,
                 robot_type="dexloop_sim",
-                use_videos=True,
+                use_videos=camera_dtype(spec) == "video",
                 rgb_encoder=encoder,
                 **spec["create_kwargs"],
             )
@@ -245,7 +310,7 @@ def record(name: str, spec: dict, root: Path, log: list[str]) -> dict:
             for f in range(length):
                 frame = {"task": frame_task(spec, ep, f, length)}
                 for key, ft in features.items():
-                    if ft["dtype"] == "video":
+                    if ft["dtype"] in ("video", "image"):
                         h, w = spec["cameras"][key]
                         frame[key] = paint_frame(ep, f, h, w)
                     else:
@@ -346,7 +411,7 @@ def file_boundaries(root: Path, spec: dict) -> list[int]:
 
     eps = pq.read_table(sorted((root / "meta" / "episodes").glob("*/*.parquet"))).to_pylist()
     out: set[int] = set()
-    cols = ["data/file_index"] + [f"videos/{c}/file_index" for c in spec["cameras"]]
+    cols = ["data/file_index"] + [f"videos/{c}/file_index" for c in video_cameras(spec)]
     for col in cols:
         prev = None
         for e in eps:
@@ -373,7 +438,7 @@ def describe_layout(root: Path, spec: dict) -> list[dict]:
             "data": f"{e['data/chunk_index']:03d}/{e['data/file_index']:03d}",
             "meta": f"{e['meta/episodes/chunk_index']:03d}/{e['meta/episodes/file_index']:03d}",
         }
-        for c in spec["cameras"]:
+        for c in video_cameras(spec):
             r[c] = {
                 "file": f"{e[f'videos/{c}/chunk_index']:03d}/{e[f'videos/{c}/file_index']:03d}",
                 "from": e[f"videos/{c}/from_timestamp"],
@@ -473,7 +538,7 @@ def verify(out: Path, only: list[str] | None) -> int:
                 # decoded frames must be the painted ones (not a neighbour)
                 ep = int(item["episode_index"])
                 fr = int(item["frame_index"])
-                for cam, (h, w) in spec["cameras"].items():
+                for cam, (h, w) in video_cameras(spec).items():
                     if doc["delta_timestamps"] and cam in doc["delta_timestamps"]:
                         ks = [round(t * spec["fps"]) for t in doc["delta_timestamps"][cam]]
                         frames = item[cam].numpy().reshape(len(ks), 3, h, w)

@@ -8,7 +8,9 @@
 #include <exception>
 #include <list>
 #include <mutex>
+#include <new>
 #include <thread>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -86,6 +88,18 @@ std::vector<Run> plan_runs(std::span<const FrameRequest> requests, size_t files,
     }
   }
   return runs;
+}
+
+// Every live pool of the process, for DecoderPool::close_all(). Allocated once and never freed, so
+// pools destroyed during static destruction still find it.
+struct PoolRegistry {
+  std::mutex mutex;
+  std::unordered_set<DecoderPool*> pools;
+};
+
+PoolRegistry& pool_registry() {
+  static PoolRegistry* registry = new PoolRegistry;
+  return *registry;
 }
 
 }  // namespace
@@ -219,9 +233,13 @@ DecoderPool::DecoderPool(int threads, int decoders_per_thread)
   threads_ =
       threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   state_ = new State(threads_, decoders_per_thread_);
+  std::lock_guard lock(pool_registry().mutex);
+  pool_registry().pools.insert(this);
 }
 
 DecoderPool::~DecoderPool() {
+  std::lock_guard lock(pool_registry().mutex);  // close_all() may be closing this pool right now
+  pool_registry().pools.erase(this);
   // In a forked child the parent's threads do not exist: joining them would hang, so the state is
   // left alone (its memory is the child's copy and goes with the process).
   if (::getpid() == owner_pid_) delete state_;
@@ -231,7 +249,22 @@ int DecoderPool::threads() const { return threads_; }
 
 int64_t DecoderPool::frames_decoded() const {
   if (::getpid() != owner_pid_) return 0;
-  return state_->frames_decoded();
+  std::lock_guard guard(lifecycle_);
+  return closed_frames_ + (state_ != nullptr ? state_->frames_decoded() : 0);
+}
+
+void DecoderPool::close() {
+  if (::getpid() != owner_pid_) return;  // a forked child: decode() replaces the parent's state
+  std::lock_guard guard(lifecycle_);
+  if (state_ == nullptr) return;
+  closed_frames_ += state_->frames_decoded();
+  delete state_;  // joins the threads
+  state_ = nullptr;
+}
+
+void DecoderPool::close_all() {
+  std::lock_guard lock(pool_registry().mutex);
+  for (DecoderPool* pool : pool_registry().pools) pool->close();
 }
 
 void DecoderPool::decode(std::span<const std::string> files, std::span<const FrameRequest> requests,
@@ -243,9 +276,15 @@ void DecoderPool::decode(std::span<const std::string> files, std::span<const Fra
     }
   }
   if (::getpid() != owner_pid_) {
-    state_ = new State(threads_, decoders_per_thread_);
+    // A forked child: the parent's threads do not exist here, and a lock the parent held at the
+    // fork would never be released, so both the state and the lock start anew.
+    new (&lifecycle_) std::mutex();
+    state_ = nullptr;
+    closed_frames_ = 0;
     owner_pid_ = ::getpid();
   }
+  std::lock_guard guard(lifecycle_);
+  if (state_ == nullptr) state_ = new State(threads_, decoders_per_thread_);
   std::lock_guard lock(state_->call_mutex);
   Job job;
   job.files = files;

@@ -48,6 +48,7 @@ class FrameTable:
         declared = {key: feature for key, feature in features.items() if feature["dtype"] != "video"}
         if not files:
             raise DatasetError("no data files to load")
+        self.files: list[Path] = list(files)
         # Each file's columns are converted on their own (files may differ in Arrow types, e.g. a
         # fixed-size list in one and a plain list in another) and the arrays then concatenated.
         parts: dict[str, list] = {}
@@ -98,7 +99,7 @@ def _convert(path: Path, key: str, feature: dict, column: pa.ChunkedArray) -> np
         return np.asarray(column.to_pylist(), dtype=object)
     target = item_dtype(dtype)
     expected = [] if shape == [1] else shape
-    values = column
+    values = _storage(column)
     # Peel list levels (fixed-size or variable lists, as different writers produce) down to
     # scalars, checking that every row has the declared length at each level.
     depth = 0
@@ -126,3 +127,13 @@ def _convert(path: Path, key: str, feature: dict, column: pa.ChunkedArray) -> np
     if flat.dtype.kind not in "biuf":
         raise DatasetError(f"{path}: column {key!r} holds {flat.dtype} values, expected numbers")
     return flat.astype(target, copy=False).reshape((len(column), *expected))
+
+
+def _storage(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """A column with extension types replaced by their storage. Once the Hugging Face ``datasets``
+    package is imported (as it is in every LeRobot process) it registers Array2D..Array5D as Arrow
+    extension types, and parquet files LeRobot wrote with such features then read as extension
+    arrays over the nested lists that the rest of this module peels."""
+    if not isinstance(column.type, pa.ExtensionType):
+        return column
+    return pa.chunked_array([chunk.storage for chunk in column.chunks], type=column.type.storage_type)

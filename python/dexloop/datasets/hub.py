@@ -29,6 +29,13 @@ def hub_cache() -> Path:
     return lerobot_home() / "hub"
 
 
+def is_legacy_hub_download(root: Path) -> bool:
+    """True when ``root`` is a mirror made by ``snapshot_download(local_dir=...)`` (it keeps its
+    bookkeeping in ``.cache/huggingface/download``): LeRobot re-fetches such a copy through the
+    revision-safe snapshot cache instead of reading it, and so does dexloop."""
+    return (root / ".cache" / "huggingface" / "download").exists()
+
+
 def is_offline() -> bool:
     value = os.environ.get("HF_HUB_OFFLINE", "")
     return value.strip().upper() in {"1", "ON", "YES", "TRUE"}
@@ -42,7 +49,9 @@ def _not_found(repo_id: str, what: str, reason: str) -> DatasetNotFoundError:
     )
 
 
-def resolve_revision(repo_id: str, revision: str | None, what: str = "the dataset") -> str:
+def resolve_revision(
+    repo_id: str, revision: str | None, what: str = "the dataset", token: str | bool | None = None
+) -> str:
     """The Hub revision to download: an explicit one as given; for LeRobot's codebase-version tags
     (the default ``v3.0``), the newest tag of the same major version not newer than requested."""
     wanted = revision or CODEBASE_VERSION
@@ -53,7 +62,7 @@ def resolve_revision(repo_id: str, revision: str | None, what: str = "the datase
     try:
         from huggingface_hub import HfApi
 
-        refs = HfApi().list_repo_refs(repo_id, repo_type="dataset")
+        refs = HfApi(token=token).list_repo_refs(repo_id, repo_type="dataset")
     except Exception as error:
         raise _not_found(repo_id, what, f"{type(error).__name__}: {error}") from error
     target = parse_version(wanted)
@@ -80,15 +89,18 @@ def download(
     allow_patterns: list[str] | str | None = None,
     ignore_patterns: list[str] | str | None = None,
     what: str = "the dataset",
+    token: str | bool | None = None,
 ) -> tuple[Path, str]:
     """Downloads files of a dataset repository at ``revision`` (resolved with resolve_revision);
-    returns the directory holding them and the revision used."""
-    revision = resolve_revision(repo_id, revision, what)
+    returns the directory holding them and the revision used. Without ``local_dir`` the files go to
+    the revision-safe snapshot cache and the directory returned is the snapshot's."""
+    revision = resolve_revision(repo_id, revision, what, token)
     if is_offline():
         raise _not_found(repo_id, what, "HF_HUB_OFFLINE is set")
     try:
         from huggingface_hub import snapshot_download
 
+        token_kwargs = {} if token is None else {"token": token}
         if local_dir is None:
             snapshot = snapshot_download(
                 repo_id,
@@ -97,6 +109,7 @@ def download(
                 cache_dir=hub_cache(),
                 allow_patterns=allow_patterns,
                 ignore_patterns=ignore_patterns,
+                **token_kwargs,
             )
             return Path(snapshot), revision
         local_dir.mkdir(parents=True, exist_ok=True)
@@ -107,6 +120,7 @@ def download(
             local_dir=local_dir,
             allow_patterns=allow_patterns,
             ignore_patterns=ignore_patterns,
+            **token_kwargs,
         )
         return local_dir, revision
     except DatasetNotFoundError:

@@ -22,13 +22,17 @@ import numpy as np
 import torch
 
 from dexloop import _core
-from dexloop.errors import DatasetError, DatasetIndexError
+from dexloop.errors import DatasetArgumentError, DatasetError, DatasetIndexError, DatasetReadOnlyError
 
 from . import hub
 from .collate import samples_of
 from .frame_table import FrameTable
-from .info import frame_size
+from .info import CODEBASE_VERSION, frame_size
 from .metadata import LeRobotDatasetMetadata
+
+# LeRobot's depth units (``lerobot.configs.DEFAULT_DEPTH_UNIT`` is millimetres).
+DEPTH_UNITS = ("m", "mm")
+DEFAULT_DEPTH_UNIT = "mm"
 
 
 def default_decode_threads() -> int:
@@ -62,8 +66,14 @@ class LeRobotDataset(torch.utils.data.Dataset):
 
     Arguments are LeRobot's reading arguments, with the same meaning. ``video_backend`` is accepted
     for compatibility and ignored: frames always come from dexloop's FFmpeg decoder, whose RGB output
-    is byte-identical to torchcodec's. dexloop adds ``decode_threads`` (threads decoding a batch's
-    frames; default: one per core, divided among DataLoader workers).
+    is byte-identical to torchcodec's. ``depth_output_unit`` is checked and kept (depth features are
+    not read by this version). LeRobot's writing arguments (``batch_encoding_size``,
+    ``streaming_encoding``, encoders) are accepted at their defaults only: this class reads.
+    dexloop adds ``decode_threads`` (threads decoding a batch's frames; default: one per core,
+    divided among DataLoader workers).
+
+    ``episodes`` must be integers (an empty list selects nothing and is refused); unlike LeRobot,
+    which only warns, indices outside the dataset are an error.
     """
 
     def __init__(
@@ -80,12 +90,29 @@ class LeRobotDataset(torch.utils.data.Dataset):
         download_videos: bool = True,
         video_backend: str | None = None,
         return_uint8: bool = False,
+        depth_output_unit: str = DEFAULT_DEPTH_UNIT,
+        batch_encoding_size: int = 1,
+        rgb_encoder: Any = None,
+        depth_encoder: Any = None,
+        encoder_threads: int | None = None,
+        streaming_encoding: bool = False,
+        encoder_queue_maxsize: int = 30,
         *,
+        token: str | bool | None = None,
         decode_threads: int | None = None,
     ):
         super().__init__()
         if image_transforms is not None and not callable(image_transforms):
             raise TypeError("image_transforms must be callable or None")
+        if depth_output_unit not in DEPTH_UNITS:
+            raise DatasetArgumentError(
+                f"depth_output_unit must be one of {DEPTH_UNITS}, got {depth_output_unit!r}"
+            )
+        if streaming_encoding or batch_encoding_size != 1:
+            raise DatasetArgumentError(
+                "streaming_encoding / batch_encoding_size are recording options: dexloop's "
+                "LeRobotDataset(...) only reads (LeRobot deprecates them here too)"
+            )
         if not (isinstance(tolerance_s, (int, float)) and tolerance_s >= 0):
             raise ValueError(f"tolerance_s must be a non-negative number, got {tolerance_s!r}")
         if decode_threads is not None and decode_threads < 1:
@@ -100,8 +127,14 @@ class LeRobotDataset(torch.utils.data.Dataset):
         self.return_uint8 = return_uint8
         self.download_videos = download_videos
         self.decode_threads = decode_threads
+        self._depth_output_unit = depth_output_unit
+        self._requested_root = Path(root) if root else None
+        self._token = token
+        self._hf_dataset: Any = None
 
-        self.meta = LeRobotDatasetMetadata(repo_id, root, revision, force_cache_sync)
+        self.meta = LeRobotDatasetMetadata(
+            repo_id, self._requested_root, revision, force_cache_sync, token=token
+        )
         self.root = self.meta.root
         self.revision = self.meta.revision
         if self.meta.depth_keys:
@@ -110,7 +143,8 @@ class LeRobotDataset(torch.utils.data.Dataset):
             )
         self.episodes = self._select_episodes(episodes, episode_filter)
         self.delta_indices = self._resolve_delta_indices()
-        self._ensure_files_present()
+        self._ensure_files_present(force_cache_sync)
+        self._token = None  # LeRobot does not keep the token once the files are here
         self._load_frames()
         self._pool: Any = None
         self._pool_pid = -1
@@ -125,17 +159,19 @@ class LeRobotDataset(torch.utils.data.Dataset):
             raise DatasetError(f"{self.root}: the dataset has no episodes")
         selected = None
         if episodes is not None:
-            selected = [int(e) for e in episodes]
+            selected = _episode_list(episodes, self.root)
             outside = sorted({e for e in selected if not 0 <= e < total})
             if outside:
                 raise DatasetIndexError(
                     f"{self.root}: episodes {outside} are not in this dataset of {total} episodes (0..{total - 1})"
                 )
         if episode_filter is not None:
-            candidates = selected if selected is not None else range(total)
-            selected = sorted({e for e in candidates if episode_filter(self.meta.episodes[e])})
+            selected = self.meta.filter_episodes(episode_filter, candidates=selected)
             if not selected:
-                raise ValueError("the episode filter matched no episode")
+                raise DatasetArgumentError(
+                    f"{self.root}: The episode filter did not match any episode"
+                    + (f" among episodes {episodes}" if episodes is not None else "")
+                )
         return selected
 
     def _resolve_delta_indices(self) -> dict[str, np.ndarray] | None:
@@ -164,26 +200,36 @@ class LeRobotDataset(torch.utils.data.Dataset):
             return list(range(len(self.meta.episodes)))
         return sorted(set(self.episodes))
 
-    def _ensure_files_present(self) -> None:
-        """Downloads the data (and video) files of the selected episodes that are not on disk."""
+    def _ensure_files_present(self, force_cache_sync: bool = False) -> None:
+        """Downloads the data (and video) files of the selected episodes when some are not on disk,
+        or all of them again with ``force_cache_sync`` (LeRobot's rule: with ``episodes`` those
+        episodes' files, else the whole repository but ``videos/`` unless ``download_videos``).
+        Without ``root`` the files go to the revision-safe snapshot cache, as ``meta/`` did."""
         needed = {str(self.meta.get_data_file_path(e)) for e in self._loaded_episodes}
-        if self.download_videos:
-            needed |= {
-                str(self.meta.get_video_file_path(e, key))
-                for e in self._loaded_episodes
-                for key in self.meta.video_keys
-            }
-        missing = sorted(path for path in needed if not (self.root / path).is_file())
-        if not missing:
+        videos = {
+            str(self.meta.get_video_file_path(e, key))
+            for e in self._loaded_episodes
+            for key in self.meta.video_keys
+        }
+        wanted = needed | videos if self.download_videos else needed
+        missing = sorted(path for path in wanted if not (self.root / path).is_file())
+        if not missing and not force_cache_sync:
             return
-        _, self.revision = hub.download(
+        if self.episodes is not None:
+            patterns: list[str] | None = sorted(needed | videos) if self.download_videos else sorted(needed)
+        else:
+            patterns = None
+        self.root, self.revision = hub.download(
             self.repo_id,
             revision=self.revision,
-            local_dir=self.root,
-            allow_patterns=missing,
+            local_dir=self._requested_root,
+            allow_patterns=patterns,
+            ignore_patterns=None if self.download_videos else "videos/",
             what=f"{len(missing)} file(s) under {self.root} ({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''})",
+            token=self._token,
         )
-        still_missing = [path for path in missing if not (self.root / path).is_file()]
+        self.meta.root = self.root
+        still_missing = [path for path in wanted if not (self.root / path).is_file()]
         if still_missing:
             raise DatasetError(f"{self.root}: files {still_missing[:5]} are missing after download")
 
@@ -264,6 +310,71 @@ class LeRobotDataset(torch.utils.data.Dataset):
     def features(self) -> dict[str, dict]:
         return self.meta.features
 
+    @property
+    def depth_output_unit(self) -> str:
+        return self._depth_output_unit
+
+    @property
+    def absolute_to_relative_idx(self) -> dict[int, int] | None:
+        """For an episode subset, each loaded frame's ``index`` mapped to its position in this
+        dataset (what ``EpisodeAwareSampler`` needs to turn episode bounds into item indices);
+        None when every episode is loaded (positions and ``index`` coincide)."""
+        if self.episodes is None:
+            return None
+        return dict(zip(self._table.numeric["index"].tolist(), range(len(self)), strict=True))
+
+    @property
+    def hf_dataset(self) -> Any:
+        """The frames' parquet columns as a Hugging Face ``datasets.Dataset`` with LeRobot's features
+        and torch formatting (what LeRobot's tools read). Built on first use from the memory-mapped
+        files; needs the optional ``datasets`` package (``pip install dexloop[hf]``)."""
+        if self._hf_dataset is None:
+            from .hf_frames import frames_dataset
+
+            self._hf_dataset = frames_dataset(self.meta.features, self._table.files, self.episodes)
+        return self._hf_dataset
+
+    def select_columns(self, column_names: str | list[str]) -> Any:
+        """``hf_dataset`` restricted to some columns (e.g. the actions of an episode to replay)."""
+        return self.hf_dataset.select_columns(column_names)
+
+    def get_raw_item(self, idx: int) -> dict:
+        """Row ``idx`` of ``hf_dataset``: no delta windows, no video frames, no transforms."""
+        return self.hf_dataset[idx]
+
+    def set_image_transforms(self, image_transforms: Callable | None) -> None:
+        """Replaces the transform applied to camera frames (image and video features)."""
+        if image_transforms is not None and not callable(image_transforms):
+            raise TypeError("image_transforms must be callable or None")
+        self.image_transforms = image_transforms
+
+    def clear_image_transforms(self) -> None:
+        self.image_transforms = None
+
+    # -- LeRobot's recording methods: this class reads ---------------------------------------
+
+    def _read_only(self, method: str) -> DatasetReadOnlyError:
+        return DatasetReadOnlyError(
+            f"Cannot call '{method}()' on a read-only dataset ({self.repo_id} at {self.root}): "
+            "LeRobotDataset(...) opens a dataset for reading; record with LeRobot's "
+            "LeRobotDataset.create() / .resume()"
+        )
+
+    def add_frame(self, frame: dict) -> None:
+        raise self._read_only("add_frame")
+
+    def save_episode(self, episode_data: dict | None = None, parallel_encoding: bool = True) -> None:
+        raise self._read_only("save_episode")
+
+    def clear_episode_buffer(self, delete_images: bool = True) -> None:
+        raise self._read_only("clear_episode_buffer")
+
+    def has_pending_frames(self) -> bool:
+        return False
+
+    def finalize(self) -> None:
+        """Nothing to flush: a dataset opened for reading writes nothing (as LeRobot's)."""
+
     def __getitem__(self, idx: int | slice) -> dict | list[dict]:
         if isinstance(idx, slice):
             return self.__getitems__(list(range(*idx.indices(len(self)))))
@@ -275,6 +386,8 @@ class LeRobotDataset(torch.utils.data.Dataset):
         Items are views into the batch's tensors; torch's default_collate hands that batch back
         without copying it again (see dexloop.datasets.collate)."""
         rows = self._rows(indices)
+        if len(rows) == 0:
+            return []
         items = samples_of(self._gather(rows), len(rows))
         if self.image_transforms is not None:
             for item in items:
@@ -399,6 +512,7 @@ class LeRobotDataset(torch.utils.data.Dataset):
             "video_backend": self.video_backend,
             "return_uint8": self.return_uint8,
             "decode_threads": self.decode_threads,
+            "depth_output_unit": self._depth_output_unit,
         }
 
     def __setstate__(self, state: dict) -> None:
@@ -410,3 +524,23 @@ class LeRobotDataset(torch.utils.data.Dataset):
             f"{type(self).__name__}(repo_id={self.repo_id!r}, root='{self.root}', "
             f"episodes={self.num_episodes}, frames={self.num_frames}, features={list(self.features)})"
         )
+
+
+def _episode_list(episodes: Any, root: Path) -> list[int]:
+    """``episodes`` as a list of ints, refusing what LeRobot would misread: a string or a single
+    number instead of a list, non-integer ids (``"3"``, 1.0, True), or an empty list."""
+    if isinstance(episodes, (str, bytes)) or not isinstance(episodes, Sequence | np.ndarray):
+        raise DatasetArgumentError(f"episodes must be a list of episode indices, got {episodes!r}")
+    bad = [e for e in episodes if isinstance(e, (bool, np.bool_)) or not isinstance(e, (int, np.integer))]
+    if bad:
+        raise DatasetArgumentError(
+            f"episodes must be integer episode indices, got {bad[:5]!r} in {list(episodes)[:10]!r}"
+        )
+    if len(episodes) == 0:
+        raise DatasetArgumentError(
+            f"{root}: episodes=[] selects no episode; pass episodes=None to load them all"
+        )
+    return [int(e) for e in episodes]
+
+
+__all__ = ["CODEBASE_VERSION", "LeRobotDataset", "LeRobotDatasetMetadata"]

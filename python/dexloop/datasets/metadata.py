@@ -9,7 +9,7 @@ at from_timestamp 0), so the rest of dexloop reads either through the same code.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from dexloop.errors import DatasetError, DatasetIndexError
+from dexloop.errors import DatasetArgumentError, DatasetError, DatasetIndexError
 
 from . import hub
 from .info import (
@@ -34,6 +34,8 @@ from .stats import Stats, aggregate_stats, load_stats, stats_from_json
 V21_EPISODES_PATH = "meta/episodes.jsonl"
 V21_EPISODES_STATS_PATH = "meta/episodes_stats.jsonl"
 V21_TASKS_PATH = "meta/tasks.jsonl"
+# LeRobot's per-frame language annotation columns (``lerobot.datasets.language.LANGUAGE_COLUMNS``).
+LANGUAGE_COLUMNS = ("language_persistent", "language_events")
 
 
 class EpisodeTable:
@@ -72,6 +74,55 @@ class EpisodeTable:
         """A column as a numpy array (for numeric columns), without Python objects per row."""
         return self._table.column(name).to_numpy()
 
+    # -- the parts of Hugging Face ``datasets.Dataset`` that LeRobot's code calls on episodes ----
+
+    @property
+    def num_rows(self) -> int:
+        return len(self)
+
+    def select(self, indices: Iterable[int], **_cache_options: Any) -> EpisodeTable:
+        """The rows at ``indices`` (row positions, in the order given), as ``datasets.Dataset.select``."""
+        positions = []
+        for index in indices:
+            if isinstance(index, (bool, np.bool_)) or not isinstance(index, (int, np.integer)):
+                raise DatasetArgumentError(f"episode rows are selected by integer position, got {index!r}")
+            if not 0 <= int(index) < len(self):
+                raise DatasetIndexError(f"row {int(index)} is out of range for {len(self)} episodes")
+            positions.append(int(index))
+        return EpisodeTable(self._table.take(pa.array(positions, pa.int64())))
+
+    def filter(
+        self,
+        function: Callable[..., bool],
+        with_indices: bool = False,
+        input_columns: str | list[str] | None = None,
+        **_cache_options: Any,
+    ) -> EpisodeTable:
+        """The rows for which ``function(row)`` is true, as ``datasets.Dataset.filter`` (one row at a
+        time; ``input_columns`` passes those columns' values as positional arguments instead of the
+        row; ``with_indices`` adds the row position as last argument). Cache options are accepted and
+        have no effect: nothing is cached."""
+        columns = [input_columns] if isinstance(input_columns, str) else input_columns
+        keep = []
+        for position, row in enumerate(self._table.to_pylist()):
+            args = [row[name] for name in columns] if columns is not None else [row]
+            if with_indices:
+                args.append(position)
+            if function(*args):
+                keep.append(position)
+        return self.select(keep)
+
+    def select_columns(self, column_names: str | list[str]) -> EpisodeTable:
+        names = [column_names] if isinstance(column_names, str) else list(column_names)
+        missing = [name for name in names if name not in self._table.column_names]
+        if missing:
+            raise KeyError(f"episodes have no columns {missing}; columns: {self._table.column_names}")
+        return EpisodeTable(self._table.select(names))
+
+    def unique(self, column: str) -> list:
+        """The distinct values of a column, in order of first appearance."""
+        return list(dict.fromkeys(self[column]))
+
     def to_pandas(self) -> pd.DataFrame:
         return self._table.to_pandas()
 
@@ -83,7 +134,14 @@ class LeRobotDatasetMetadata:
     """Metadata of a LeRobot dataset, with LeRobot's attribute names.
 
     ``root`` is the dataset directory when given; otherwise ``$HF_LEROBOT_HOME/<repo_id>`` is used if
-    it holds the dataset, else ``meta/`` is downloaded from the Hub into the snapshot cache.
+    it holds the dataset and is not a legacy Hub download (a ``snapshot_download(local_dir=...)``
+    mirror, recognised by its ``.cache/huggingface/download`` folder), else ``meta/`` is downloaded
+    from the Hub into the revision-safe snapshot cache ``$HF_LEROBOT_HOME/hub`` (LeRobot's rule).
+
+    ``revision`` is the Hub revision the files come from; for a local dataset read without one it is
+    the dataset's own ``codebase_version`` (LeRobot reports v3.0, the only version it reads).
+    ``metadata_buffer_size`` is a writing option of LeRobot's, accepted and unused here;
+    ``repo_type="bucket"`` (HF Storage Buckets) is not supported.
     """
 
     def __init__(
@@ -92,22 +150,37 @@ class LeRobotDatasetMetadata:
         root: str | Path | None = None,
         revision: str | None = None,
         force_cache_sync: bool = False,
+        metadata_buffer_size: int = 10,
+        *,
+        repo_type: str = "dataset",
+        token: str | bool | None = None,
     ):
+        if repo_type not in ("dataset", "bucket"):
+            raise DatasetArgumentError(f"repo_type must be 'dataset' or 'bucket', got {repo_type!r}")
+        if repo_type == "bucket":
+            raise DatasetError(
+                f"dataset {repo_id!r}: repo_type='bucket' (HF Storage Buckets, streaming only) is not "
+                "supported by dexloop; download the dataset and pass root="
+            )
         self.repo_id = repo_id
+        self.repo_type = repo_type
         self.revision = revision or CODEBASE_VERSION
         self._requested_root = Path(root) if root is not None else None
         self.root = self._requested_root if self._requested_root is not None else hub.lerobot_home() / repo_id
         try:
-            if force_cache_sync:
+            if force_cache_sync or (self._requested_root is None and hub.is_legacy_hub_download(self.root)):
                 raise FileNotFoundError
             self._load()
-        except FileNotFoundError as missing:
+            if revision is None:
+                self.revision = self.info.codebase_version
+        except (FileNotFoundError, NotADirectoryError) as missing:
             self.root, self.revision = hub.download(
                 repo_id,
                 revision=self.revision,
                 local_dir=self._requested_root,
                 allow_patterns="meta/",
                 what=f"metadata file {missing.filename or self.root / 'meta'}",
+                token=token,
             )
             self._load()
 
@@ -125,6 +198,50 @@ class LeRobotDatasetMetadata:
                 EpisodeTable(_load_episodes(self.root, self.info)) if self.info.total_episodes > 0 else None
             )
             self.stats = load_stats(self.root / STATS_PATH)
+
+    def ensure_readable(self) -> None:
+        """LeRobot's guard before reading a dataset it was writing; metadata here is always loaded."""
+
+    def filter_episodes(
+        self, predicate: Callable[[dict], bool], candidates: list[int] | None = None
+    ) -> list[int]:
+        """Sorted indices of the episodes whose row (``meta.episodes[i]``, without stats) satisfies
+        ``predicate``, restricted to ``candidates`` when given (LeRobot's ``filter_episodes``)."""
+        if self.episodes is None:
+            return []
+        allowed = None if candidates is None else {int(c) for c in candidates}
+        kept = self.episodes.filter(
+            lambda row: (allowed is None or row["episode_index"] in allowed) and predicate(row)
+        )
+        return sorted(int(index) for index in kept["episode_index"])
+
+    def rescale_depth_stats(self, output_unit: str) -> None:
+        """Converts the stats of depth features from the unit they were recorded in
+        (``features[key]["info"]["depth_unit"]``, "m" or "mm") to ``output_unit``, as LeRobot does
+        so that stats match the frames it returns; ``count`` is left as it is."""
+        if output_unit not in ("m", "mm"):
+            raise DatasetArgumentError(f"depth output unit must be 'm' or 'mm', got {output_unit!r}")
+        for key in self.depth_keys:
+            stored = (self.features[key].get("info") or {}).get("depth_unit")
+            if self.stats is None or stored is None or stored == output_unit or key not in self.stats:
+                continue
+            factor = 1000.0 if stored == "m" else 1.0 / 1000.0
+            self.stats[key] = {
+                name: value if name == "count" else value * factor for name, value in self.stats[key].items()
+            }
+
+    @property
+    def has_language_columns(self) -> bool:
+        """True when the dataset declares LeRobot's language annotation columns."""
+        return any(column in self.features for column in LANGUAGE_COLUMNS)
+
+    @property
+    def _version(self) -> Any:
+        """``codebase_version`` as a ``packaging`` Version: the private attribute LeRobot's own modules
+        (e.g. its streaming dataset) read from a metadata object. packaging comes with LeRobot."""
+        from packaging.version import Version
+
+        return Version(self.info.codebase_version)
 
     @property
     def is_v21(self) -> bool:

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <span>
 #include <string>
 
@@ -45,12 +46,22 @@ class DecoderPool {
   // a requested one): the work a batch really cost.
   int64_t frames_decoded() const;
 
+  // Stops and joins the pool's threads and closes its decoders, after any decode() in progress.
+  // The pool stays usable: the next decode() starts them again.
+  void close();
+
+  // close() on every pool of this process. The Python module calls it at interpreter exit (an
+  // atexit hook), so no decoding thread outlives the interpreter whatever still holds a pool.
+  static void close_all();
+
  private:
   struct State;
-  State* state_;  // owned; deliberately leaked in a forked child, see decode()
+  State* state_;  // owned, null until the first decode() after close(); leaked in a forked child
   int threads_;
   int decoders_per_thread_;
   long owner_pid_;
+  mutable std::mutex lifecycle_;  // guards state_ (held through decode(), close())
+  int64_t closed_frames_ = 0;     // frames decoded by states already closed
 };
 
 }  // namespace dexloop::video

@@ -14,7 +14,7 @@ into a LeRobot environment"), from an extracted copy of LeRobot's tests:
 
     mkdir -p /tmp/lerobot-src && git -C <lerobot git mirror> archive v0.6.1 tests | tar -x -C /tmp/lerobot-src
     cd /tmp/lerobot-src && PYTHONPATH=<dexloop>/tools/lerobot_reference \\
-        <lerobot env>/bin/python -m pytest -p lerobot_tests_on_dexloop tests/motors
+        <lerobot env>/bin/python -m pytest -p lerobot_motors_tests_on_dexloop tests/motors
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ def pytest_configure(config: pytest.Config) -> None:
     # LeRobot's record_ranges_of_motion polls motors_bus.enter_pressed, which the tests patch;
     # dexloop's polls its own function, which now asks LeRobot's name (looked up at each call).
     dexloop_motors_bus._stdin_enter_pressed = lambda: lerobot_motors_bus.enter_pressed()
-    config.addinivalue_line("markers", "dexloop_not_applicable: deselected by lerobot_tests_on_dexloop")
+    config.addinivalue_line("markers", "dexloop_not_applicable: deselected by lerobot_motors_tests_on_dexloop")
 
 
 def _reason(item: pytest.Item) -> str | None:
@@ -123,5 +123,5 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     buses = (lerobot_feetech.FeetechMotorsBus, lerobot_dynamixel.DynamixelMotorsBus)
     names = ", ".join(f"{bus.__mro__[1].__module__}.{bus.__name__}" for bus in buses)
     return [
-        f"lerobot_tests_on_dexloop: buses under test: {names} (latency_margin_ms={MOCK_LATENCY_MARGIN_MS})"
+        f"lerobot_motors_tests_on_dexloop: buses under test: {names} (latency_margin_ms={MOCK_LATENCY_MARGIN_MS})"
     ]
