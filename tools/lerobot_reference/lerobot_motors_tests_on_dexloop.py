@@ -77,7 +77,9 @@ def pytest_configure(config: pytest.Config) -> None:
     # LeRobot's record_ranges_of_motion polls motors_bus.enter_pressed, which the tests patch;
     # dexloop's polls its own function, which now asks LeRobot's name (looked up at each call).
     dexloop_motors_bus._stdin_enter_pressed = lambda: lerobot_motors_bus.enter_pressed()
-    config.addinivalue_line("markers", "dexloop_not_applicable: deselected by lerobot_motors_tests_on_dexloop")
+    config.addinivalue_line(
+        "markers", "dexloop_not_applicable: deselected by lerobot_motors_tests_on_dexloop"
+    )
 
 
 def _reason(item: pytest.Item) -> str | None:

@@ -143,6 +143,15 @@ void ServoBus::expect_late(std::span<const uint8_t> ids, size_t size) {
   line_unsure_ = true;
 }
 
+void ServoBus::forget_responder_among(std::span<const uint8_t> expected, size_t answered) {
+  // The next fence goes to a motor that did answer, not to one that may have gone silent.
+  if (answered > 0) {
+    last_responder_ = expected[answered - 1];
+  } else if (std::find(expected.begin(), expected.end(), last_responder_) != expected.end()) {
+    last_responder_ = kNoMotor;
+  }
+}
+
 void ServoBus::drain_until_quiet(double quiet_ms) {
   port_.flush_input();
   rx_size_ = 0;
@@ -376,8 +385,7 @@ Result ServoBus::transact(std::span<const uint8_t> request, std::span<const uint
       if (status != Status::kPortError && frame_size_ > 0) consume_frame();
       expect_late(expected.subspan(k), reply_size);
       synchronized_ = false;
-      // The next fence goes to a motor that did answer, not to one that may have gone silent.
-      last_responder_ = k > 0 ? expected[k - 1] : kNoMotor;
+      forget_responder_among(expected, k);
       return {status, expected[k], status == Status::kBadLength ? error : uint8_t{0}};
     }
     if (reply_size > 0 && out != nullptr)
@@ -466,7 +474,7 @@ Result ServoBus::transact_bulk(std::span<const uint8_t> request, std::span<const
   const auto fail = [&](Status status, size_t k, uint8_t servo_error = 0) {
     for (size_t i = k; i < expected.size(); ++i) expect_late(expected[i], sizes[i]);
     synchronized_ = false;
-    last_responder_ = k > 0 ? expected[k - 1] : kNoMotor;
+    forget_responder_among(expected, k);
     return Result{status, expected[k], servo_error};
   };
   if (!send(request)) return fail(Status::kPortError, 0);

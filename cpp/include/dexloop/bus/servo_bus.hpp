@@ -142,6 +142,9 @@ class ServoBus {
   // Before a transaction that expects replies from `expected` of the lengths in `reply_lengths`
   // (length_bit() mask): fences the line when a late reply could pass for one of them.
   Result resynchronize(std::span<const uint8_t> expected, uint64_t reply_lengths);
+  // After a transaction to `expected` failed with the first `answered` replies taken: the motor
+  // fences go to first is the last that answered, and never one of those that did not.
+  void forget_responder_among(std::span<const uint8_t> expected, size_t answered);
   // Waits until no byte has arrived for `quiet_ms`, dropping what comes (last resort when every
   // fence shape is taken).
   void drain_until_quiet(double quiet_ms);
