@@ -182,6 +182,13 @@ void register_sim(nb::module_& module) {
         return "ServoSimulator(" + std::string(sim::protocol_name(self.protocol())) + ", " +
                std::to_string(self.ids().size()) + " motors, port='" + self.port_path() + "')";
       });
+
+  module.def("stop_all_simulators", &ServoSimulator::stop_all,
+             nb::call_guard<nb::gil_scoped_release>(),
+             "stop() on every ServoSimulator of the process (run at interpreter exit).");
+  // A simulator still referenced when the interpreter finalizes (a module global, a reference
+  // cycle) must not keep its serving thread running into process teardown.
+  nb::module_::import_("atexit").attr("register")(module.attr("stop_all_simulators"));
 }
 
 }  // namespace dexloop::bindings

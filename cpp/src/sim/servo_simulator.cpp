@@ -29,6 +29,7 @@
 #include <span>
 #include <stdexcept>
 #include <thread>
+#include <unordered_set>
 #include <utility>
 
 #include "dexloop/bus/dynamixel_protocol.hpp"
@@ -1382,11 +1383,41 @@ void ServoSimulator::Impl::handle_dynamixel(const dynamixel::Frame& frame, Clock
 // ------------------------------------------------------------------------------------------------
 // Public interface
 
+namespace {
+
+// Every live simulator of the process, for ServoSimulator::stop_all(). Allocated once and never
+// freed, so simulators destroyed during static destruction still find it.
+struct SimulatorRegistry {
+  std::mutex mutex;
+  std::unordered_set<ServoSimulator*> simulators;
+};
+
+SimulatorRegistry& simulator_registry() {
+  static SimulatorRegistry* registry = new SimulatorRegistry;
+  return *registry;
+}
+
+}  // namespace
+
 ServoSimulator::ServoSimulator(Protocol protocol, std::vector<MotorSpec> motors,
                                SimulatorOptions options)
-    : impl_(std::make_unique<Impl>(protocol, std::move(motors), options)) {}
+    : impl_(std::make_unique<Impl>(protocol, std::move(motors), options)) {
+  std::lock_guard lock(simulator_registry().mutex);
+  simulator_registry().simulators.insert(this);
+}
 
-ServoSimulator::~ServoSimulator() { stop(); }
+ServoSimulator::~ServoSimulator() {
+  {
+    std::lock_guard lock(simulator_registry().mutex);
+    simulator_registry().simulators.erase(this);
+  }
+  stop();
+}
+
+void ServoSimulator::stop_all() {
+  std::lock_guard lock(simulator_registry().mutex);
+  for (ServoSimulator* simulator : simulator_registry().simulators) simulator->stop();
+}
 
 const std::string& ServoSimulator::port_path() const { return impl_->port_path; }
 Protocol ServoSimulator::protocol() const { return impl_->protocol; }

@@ -78,6 +78,9 @@ class ServoSimulator {
   void start();
   void stop();
   bool running() const;
+  // stop() on every simulator of the process: run at interpreter exit, so that no serving thread
+  // of a simulator still referenced then runs on into process teardown.
+  static void stop_all();
 
   // --- Fault injection. `count` is how many of the motor's next replies are affected
   // (kUntilCleared: every reply until cleared; 0 clears that fault). A reply is one status packet,
