@@ -11,6 +11,7 @@ crash, a hang (pytest-timeout) or a differing item fails the test.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from collections.abc import Callable, Sequence
@@ -417,6 +418,9 @@ AV1_HEADER_GAP = pytest.mark.xfail(reason="AV1 header damage libdav1d tolerates"
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(
+    not os.environ.get("DEXLOOP_DAMAGE_CAMPAIGN"), reason="minutes long: set DEXLOOP_DAMAGE_CAMPAIGN=1"
+)
 @pytest.mark.parametrize(
     "relative", [*(pytest.param(path, marks=AV1_HEADER_GAP) for path in AV1_VIDEOS), *H264_VIDEOS]
 )

@@ -1,6 +1,7 @@
 #include "dexloop/video/video_decoder.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -65,6 +66,7 @@ struct VideoDecoder::Impl {
   bool previous_damaged = false;
   bool current_damaged = false;
   bool references_damaged = false;
+  std::atomic<bool> decoder_logged_error{false};  // set by FFmpeg's log callback (ffmpeg.cpp)
   double query_in_progress_s = std::numeric_limits<double>::quiet_NaN();
 
   bool positioned = false;   // decoding continues from an earlier seek
@@ -128,8 +130,9 @@ struct VideoDecoder::Impl {
     codec->thread_count = threads;
     codec->pkt_timebase = stream->time_base;
     // Report damage instead of concealing it: decoders that honour these flags (H.264, HEVC) return
-    // an error for a broken slice; the others flag their frames (decoded_with_errors).
+    // an error for a broken slice; others flag their frames (decoded_with_errors) or log it.
     codec->err_recognition |= AV_EF_CRCCHECK | AV_EF_BITSTREAM | AV_EF_BUFFER | AV_EF_EXPLODE;
+    ffmpeg::report_logged_errors(codec.get(), &decoder_logged_error);
     result = avcodec_open2(codec.get(), decoder, nullptr);
     if (result < 0) fail("cannot open the decoder", result);
 
@@ -166,6 +169,7 @@ struct VideoDecoder::Impl {
     av_frame_unref(current.get());
     has_previous = has_current = false;
     previous_damaged = current_damaged = references_damaged = false;
+    decoder_logged_error = false;
     input_ended = drained = false;
     last_packet_dts = std::numeric_limits<int64_t>::min();
     packets_since_seek = 0;
@@ -212,7 +216,11 @@ struct VideoDecoder::Impl {
       if (result == 0) {
         ++frames_decoded;
         if (is_keyframe(scratch.get())) references_damaged = false;
-        if (decoded_with_errors(scratch.get())) references_damaged = true;
+        // An error logged since the previous frame may belong to this one or to one not yet
+        // output (reordering): either way the frames from here to the next keyframe are suspect.
+        if (decoded_with_errors(scratch.get()) || decoder_logged_error.exchange(false)) {
+          references_damaged = true;
+        }
         std::swap(previous, current);
         has_previous = has_current;
         previous_damaged = current_damaged;
