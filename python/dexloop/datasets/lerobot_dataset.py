@@ -34,8 +34,6 @@ from dexloop.errors import (
 )
 
 from . import cross_checks, hub
-
-from . import cross_checks, hub
 from .collate import samples_of
 from .frame_table import FrameTable
 from .info import CODEBASE_VERSION, frame_size
@@ -612,11 +610,11 @@ def _episode_list(episodes: Any, root: Path) -> list[int]:
     """``episodes`` as a list of ints, refusing what LeRobot would misread: a string or a single
     number instead of a list, non-integer ids (``"3"``, 1.0, True), or an empty list."""
     if isinstance(episodes, (str, bytes)) or not isinstance(episodes, Sequence | np.ndarray):
-        raise DatasetArgumentError(f"episodes must be a list of episode indices, got {episodes!r}")
+        raise DatasetArgumentError(f"{root}: episodes must be a list of episode indices, got {episodes!r}")
     bad = [e for e in episodes if isinstance(e, (bool, np.bool_)) or not isinstance(e, (int, np.integer))]
     if bad:
         raise DatasetArgumentError(
-            f"episodes must be integer episode indices, got {bad[:5]!r} in {list(episodes)[:10]!r}"
+            f"{root}: episodes must be integer episode indices, got {bad[:5]!r} in {list(episodes)[:10]!r}"
         )
     if len(episodes) == 0:
         raise DatasetArgumentError(
