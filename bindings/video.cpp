@@ -186,6 +186,9 @@ void register_video(nb::module_& module) {
       .def_ro("width", &StreamInfo::width)
       .def_ro("height", &StreamInfo::height)
       .def_ro("fps", &StreamInfo::fps, "Average frame rate.")
+      .def_ro("base_fps", &StreamInfo::base_fps,
+              "FFmpeg's r_frame_rate: the rate all timestamps are multiples of (the recording rate "
+              "where the average is skewed by short episodes).")
       .def_prop_ro(
           "time_base",
           [](const StreamInfo& info) {

@@ -1,5 +1,8 @@
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <limits>
+#include <string>
 #include <vector>
 
 #include "dexloop/dataset/episode_index.hpp"
@@ -91,6 +94,37 @@ TEST(DeltaIndices, RejectsOffsetsBetweenFramesListingThem) {
     EXPECT_NE(message.find("0.14999999999999999"), std::string::npos) << message;
   }
   EXPECT_THROW(delta_indices(std::vector<double>{0.0}, 0, 1e-4), std::invalid_argument);
+}
+
+TEST(EpisodeIndex, OffsetsPastInt64PadAtTheEpisodeEnds) {
+  // An episode near the top of int64: index + offset would overflow without saturation.
+  const int64_t top = std::numeric_limits<int64_t>::max();
+  EpisodeIndex index({{top - 4, top - 1, 0}});
+  std::vector<int64_t> rows = {1};
+  std::vector<int64_t> deltas = {top, std::numeric_limits<int64_t>::min(), 1};
+  std::vector<int64_t> source(3);
+  bool pad[3];
+  index.window(rows, deltas, source.data(), pad);
+  EXPECT_EQ(source, (std::vector<int64_t>{2, 0, 2}));
+  EXPECT_TRUE(pad[0]);
+  EXPECT_TRUE(pad[1]);
+  EXPECT_FALSE(pad[2]);
+}
+
+TEST(DeltaIndices, RejectsOffsetsTooFarToIndexListingThem) {
+  EXPECT_EQ(delta_indices(std::vector<double>{static_cast<double>(kMaxDeltaFrames) / 10}, 10, 1e-4),
+            (std::vector<int64_t>{kMaxDeltaFrames}));
+  try {
+    delta_indices(std::vector<double>{0.0, 1e300, -1e18}, 10, 1e-4);
+    FAIL() << "expected invalid_argument";
+  } catch (const std::invalid_argument& error) {
+    std::string message = error.what();
+    EXPECT_NE(message.find("within 1099511627776 frames"), std::string::npos) << message;
+    EXPECT_NE(message.find("1.0000000000000001e+300"), std::string::npos) << message;
+    EXPECT_NE(message.find("-1e+18"), std::string::npos) << message;
+  }
+  EXPECT_THROW(delta_indices(std::vector<double>{std::nan("")}, 10, 1e-4), std::invalid_argument);
+  EXPECT_THROW(delta_indices(std::vector<double>{0.0}, INFINITY, 1e-4), std::invalid_argument);
 }
 
 }  // namespace

@@ -2,8 +2,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <numeric>
 #include <random>
 #include <vector>
@@ -154,6 +156,63 @@ TEST(VideoDecoder, TruncatedFileFailsWithATypedError) {
     } catch (const Error&) {
       // VideoDecodeError or FrameTimestampError: both say what is missing.
     }
+  }
+}
+
+// Whether the ffmpeg tool, decoding every frame of `path`, reports any error.
+bool ffmpeg_notices_damage(const std::string& path) {
+  std::string log = path + ".log";
+  std::string command = "ffmpeg -nostdin -v error -i '" + path + "' -f null - 2>'" + log + "'";
+  int status = std::system(command.c_str());
+  return status != 0 || std::filesystem::file_size(log) > 0;
+}
+
+TEST(VideoDecoder, NeverReturnsFramesTheDecoderConcealed) {
+  // H.264 conceals broken slices by default; every byte flip FFmpeg notices must fail the decode
+  // (naming the file and the queried time) or leave every frame the painted one.
+  TestVideo video = make_test_video("conceal_h264", "libx264", 32, 32, 10, 12, 4);
+  std::ifstream in(video.path, std::ios::binary);
+  std::vector<char> original((std::istreambuf_iterator<char>(in)), {});
+  std::filesystem::path damaged = testing::scratch_dir() / "conceal_damaged.mp4";
+  int noticed = 0, raised = 0;
+  for (size_t offset = original.size() / 8; offset < original.size(); offset += 37) {
+    std::vector<char> bytes = original;
+    bytes[offset] = static_cast<char>(bytes[offset] ^ 0xFF);
+    std::ofstream(damaged, std::ios::binary | std::ios::trunc)
+        .write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    if (!ffmpeg_notices_damage(damaged.string())) continue;
+    ++noticed;
+    try {
+      VideoDecoder decoder(damaged.string());
+      std::vector<double> all;
+      for (int f = 0; f < video.frames; ++f) all.push_back(f / 10.0);
+      std::vector<uint8_t> frames(static_cast<size_t>(rgb_frame_bytes(decoder.info())) *
+                                  all.size());
+      decoder.decode_at(all, 1e-4, frames.data(), FrameLayout::kCHW);
+      for (int f = 0; f < video.frames; ++f) {
+        double red = channel_mean(frames.data() + f * 3 * 32 * 32, 32, 32, 0);
+        EXPECT_NEAR(red, painted_red(f), 12.0) << "offset " << offset << " frame " << f;
+      }
+    } catch (const VideoDecodeError& error) {
+      ++raised;
+      EXPECT_NE(std::string(error.what()).find(damaged.string()), std::string::npos);
+    } catch (const FrameTimestampError&) {
+      ++raised;
+    }
+  }
+  EXPECT_GT(noticed, 0);
+  EXPECT_GT(raised, 0);
+}
+
+TEST(VideoDecoder, QueriesBeyondInt64TicksFindNoFrameInsteadOfOverflowing) {
+  TestVideo video = make_test_video("tolerance_av1", "libsvtav1", 64, 64, 10, 6);
+  VideoDecoder decoder(video.path);
+  std::vector<uint8_t> frame(3 * 64 * 64);
+  for (double far : {1e300, -1e300, 1e17}) {
+    std::vector<double> query = {far};
+    EXPECT_THROW(decoder.decode_at(query, 1e-4, frame.data(), FrameLayout::kCHW),
+                 FrameTimestampError)
+        << far;
   }
 }
 

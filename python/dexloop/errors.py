@@ -20,6 +20,16 @@ class DatasetIndexError(DatasetError, IndexError):
     """An item or episode index outside the dataset (an IndexError, so iteration protocols work)."""
 
 
+class DatasetIndexTypeError(DatasetError, TypeError):
+    """An item or episode index that is not an integer (a bool, float or string). A TypeError, as
+    LeRobot's Hugging Face dataset raises for such keys."""
+
+
+class DeltaTimestampsError(DatasetError, ValueError):
+    """``delta_timestamps`` that are not finite numbers, not multiples of 1/fps within
+    ``tolerance_s``, or too far from the current frame to index. A ValueError, as LeRobot raises."""
+
+
 class DatasetNotFoundError(DatasetError, FileNotFoundError):
     """The dataset is neither on local disk nor downloadable (e.g. offline and not cached)."""
 
@@ -98,9 +108,11 @@ __all__ = [
     "DatasetArgumentError",
     "DatasetError",
     "DatasetIndexError",
+    "DatasetIndexTypeError",
     "DatasetNotFoundError",
     "DatasetReadOnlyError",
     "DatasetVersionError",
+    "DeltaTimestampsError",
     "DeviceAlreadyConnectedError",
     "DeviceNotConnectedError",
     "DexloopError",

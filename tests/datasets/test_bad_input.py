@@ -107,7 +107,10 @@ def test_episode_metadata_that_disagrees_with_the_data(public_0_copy: Path) -> N
         return table.set_column(column, "dataset_from_index", pa.array([75, 88]))
 
     rewrite_parquet(public_0_copy / EPISODES, shift)
-    with pytest.raises(DatasetError, match="episode metadata"):
+    with pytest.raises(
+        DatasetError,
+        match=r"file-001.parquet: episode 3 has dataset_from_index 88 .* ends at dataset_to_index 87",
+    ):
         open_dataset(public_0_copy)
 
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -51,7 +52,12 @@ void EpisodeIndex::window(std::span<const int64_t> rows, std::span<const int64_t
     const EpisodeSpan& span = episodes_[static_cast<size_t>(ordinal_of(rows[n]))];
     const int64_t global = span.from_index + (rows[n] - span.first_row);
     for (size_t j = 0; j < width; ++j) {
-      const int64_t wanted = global + deltas[j];
+      // Saturating: an offset past either end of int64 is past that end of the episode too.
+      int64_t wanted = 0;
+      if (__builtin_add_overflow(global, deltas[j], &wanted)) {
+        wanted = deltas[j] > 0 ? std::numeric_limits<int64_t>::max()
+                               : std::numeric_limits<int64_t>::min();
+      }
       const int64_t clamped = std::clamp(wanted, span.from_index, span.to_index - 1);
       source_rows[n * width + j] = span.first_row + (clamped - span.from_index);
       is_pad[n * width + j] = wanted < span.from_index || wanted >= span.to_index;
@@ -62,8 +68,10 @@ void EpisodeIndex::window(std::span<const int64_t> rows, std::span<const int64_t
 std::vector<int64_t> delta_indices(std::span<const double> deltas_s, double fps,
                                    double tolerance_s) {
   if (!(fps > 0.0)) throw std::invalid_argument("fps must be positive");
+  if (!std::isfinite(fps)) throw std::invalid_argument("fps must be finite");
   std::vector<int64_t> indices;
   std::vector<double> outside;
+  std::vector<double> too_far;
   indices.reserve(deltas_s.size());
   for (double delta : deltas_s) {
     const double frames = delta * fps;
@@ -72,7 +80,20 @@ std::vector<int64_t> delta_indices(std::span<const double> deltas_s, double fps,
       outside.push_back(delta);
       continue;
     }
+    if (std::abs(rounded) > static_cast<double>(kMaxDeltaFrames)) {
+      too_far.push_back(delta);
+      continue;
+    }
     indices.push_back(static_cast<int64_t>(rounded));
+  }
+  if (!too_far.empty()) {
+    std::ostringstream message;
+    message.precision(17);
+    message << "delta_timestamps must lie within " << kMaxDeltaFrames
+            << " frames of the current frame; these do not: [";
+    for (size_t i = 0; i < too_far.size(); ++i) message << (i ? ", " : "") << too_far[i];
+    message << "]";
+    throw std::invalid_argument(message.str());
   }
   if (!outside.empty()) {
     std::ostringstream message;

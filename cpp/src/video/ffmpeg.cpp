@@ -1,5 +1,7 @@
 #include "ffmpeg.hpp"
 
+#include <atomic>
+#include <cstdarg>
 #include <cstdlib>
 #include <mutex>
 #include <new>
@@ -24,11 +26,35 @@ std::string error_text(int averror) {
   return buffer;
 }
 
+namespace {
+
+// Records errors a decoder logs in the flag its context's `opaque` points at (see
+// report_logged_errors), then hands the message to FFmpeg's own callback, which prints it only
+// when DEXLOOP_FFMPEG_LOG is set.
+void log_callback(void* object, int level, const char* format, va_list arguments) {
+  // FFmpeg's convention: a non-null logging object starts with its AVClass pointer.
+  if (level <= AV_LOG_ERROR && object != nullptr &&
+      *static_cast<const AVClass* const*>(object) == avcodec_get_class()) {
+    auto* context = static_cast<AVCodecContext*>(object);
+    if (context->opaque != nullptr) {
+      static_cast<std::atomic<bool>*>(context->opaque)->store(true, std::memory_order_relaxed);
+    }
+  }
+  av_log_default_callback(object, level, format, arguments);
+}
+
+}  // namespace
+
 void quiet_logging_once() {
   static std::once_flag once;
   std::call_once(once, [] {
     if (std::getenv("DEXLOOP_FFMPEG_LOG") == nullptr) av_log_set_level(AV_LOG_QUIET);
+    av_log_set_callback(log_callback);
   });
+}
+
+void report_logged_errors(AVCodecContext* context, std::atomic<bool>* flag) {
+  context->opaque = flag;
 }
 
 }  // namespace dexloop::video::ffmpeg

@@ -10,6 +10,7 @@ extern "C" {
 #include <libswscale/swscale.h>
 }
 
+#include <atomic>
 #include <memory>
 #include <string>
 
@@ -46,5 +47,10 @@ std::string error_text(int averror);
 // FFmpeg logs to stderr by default; dexloop reports failures through exceptions instead, so the
 // library is kept quiet unless DEXLOOP_FFMPEG_LOG is set. Safe to call many times.
 void quiet_logging_once();
+
+// Makes `flag` become true whenever the decoder of `context` logs an error. Some damage is reported
+// only there: H.264 substitutes another picture for a missing reference, and logs it, without
+// flagging the frame. Needs quiet_logging_once() first; `flag` must outlive the context.
+void report_logged_errors(AVCodecContext* context, std::atomic<bool>* flag);
 
 }  // namespace dexloop::video::ffmpeg

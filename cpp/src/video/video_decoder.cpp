@@ -1,6 +1,7 @@
 #include "dexloop/video/video_decoder.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -19,9 +20,27 @@ constexpr int64_t kNoTimestamp = AV_NOPTS_VALUE;
 // whose keyframes are indexed by decode time, e.g. H.264 with B-frames, can land one GOP late).
 constexpr int kMaxSeekRetries = 8;
 
+// Query ticks are clamped to this range before use: a huge or far-off timestamp then simply finds
+// no frame near it instead of overflowing the conversion to int64.
+constexpr double kMaxQueryTicks = 4.0e18;
+
 int64_t frame_pts(const AVFrame* frame) {
   if (frame->pts != kNoTimestamp) return frame->pts;
   return frame->best_effort_timestamp;
+}
+
+// The decoder reported that this frame was produced despite errors (damaged bitstream, missing
+// reference, concealed macroblocks): its pixels are not the recorded ones.
+bool decoded_with_errors(const AVFrame* frame) {
+  return frame->decode_error_flags != 0 || (frame->flags & AV_FRAME_FLAG_CORRUPT) != 0;
+}
+
+bool is_keyframe(const AVFrame* frame) {
+#if LIBAVUTIL_VERSION_INT >= AV_VERSION_INT(58, 7, 100)
+  return (frame->flags & AV_FRAME_FLAG_KEY) != 0;
+#else
+  return frame->key_frame != 0;
+#endif
 }
 
 }  // namespace
@@ -42,6 +61,13 @@ struct VideoDecoder::Impl {
   ffmpeg::Frame current = ffmpeg::make_frame();
   bool has_previous = false;
   bool has_current = false;
+  // Whether each frame in hand is damaged: decoded with errors itself, or predicted from a damaged
+  // frame since the last clean keyframe (concealment errors propagate through references).
+  bool previous_damaged = false;
+  bool current_damaged = false;
+  bool references_damaged = false;
+  std::atomic<bool> decoder_logged_error{false};  // set by FFmpeg's log callback (ffmpeg.cpp)
+  double query_in_progress_s = std::numeric_limits<double>::quiet_NaN();
 
   bool positioned = false;   // decoding continues from an earlier seek
   bool input_ended = false;  // demuxer hit end of file; decoder is being drained
@@ -55,10 +81,14 @@ struct VideoDecoder::Impl {
   int64_t frames_decoded = 0;
 
   [[noreturn]] void fail(const std::string& what, int averror) const {
-    throw VideoDecodeError(path + ": " + what + " (" + ffmpeg::error_text(averror) + ")");
+    fail(what + " (" + ffmpeg::error_text(averror) + ")");
   }
   [[noreturn]] void fail(const std::string& what) const {
-    throw VideoDecodeError(path + ": " + what);
+    std::string where =
+        std::isnan(query_in_progress_s)
+            ? ""
+            : " while decoding the frame at " + format_seconds(query_in_progress_s) + " s";
+    throw VideoDecodeError(path + ": " + what + where);
   }
 
   double seconds(int64_t pts) const { return static_cast<double>(pts) * time_base; }
@@ -99,6 +129,10 @@ struct VideoDecoder::Impl {
     if (result < 0) fail("invalid codec parameters", result);
     codec->thread_count = threads;
     codec->pkt_timebase = stream->time_base;
+    // Report damage instead of concealing it: decoders that honour these flags (H.264, HEVC) return
+    // an error for a broken slice; others flag their frames (decoded_with_errors) or log it.
+    codec->err_recognition |= AV_EF_CRCCHECK | AV_EF_BITSTREAM | AV_EF_BUFFER | AV_EF_EXPLODE;
+    ffmpeg::report_logged_errors(codec.get(), &decoder_logged_error);
     result = avcodec_open2(codec.get(), decoder, nullptr);
     if (result < 0) fail("cannot open the decoder", result);
 
@@ -114,6 +148,9 @@ struct VideoDecoder::Impl {
     AVRational rate =
         stream->avg_frame_rate.num > 0 ? stream->avg_frame_rate : stream->r_frame_rate;
     info.fps = rate.num > 0 && rate.den > 0 ? av_q2d(rate) : 0.0;
+    info.base_fps = stream->r_frame_rate.num > 0 && stream->r_frame_rate.den > 0
+                        ? av_q2d(stream->r_frame_rate)
+                        : 0.0;
     info.time_base_num = stream->time_base.num;
     info.time_base_den = stream->time_base.den;
     int index_entries = avformat_index_get_entries_count(stream);
@@ -131,6 +168,8 @@ struct VideoDecoder::Impl {
     av_frame_unref(previous.get());
     av_frame_unref(current.get());
     has_previous = has_current = false;
+    previous_damaged = current_damaged = references_damaged = false;
+    decoder_logged_error = false;
     input_ended = drained = false;
     last_packet_dts = std::numeric_limits<int64_t>::min();
     packets_since_seek = 0;
@@ -176,8 +215,16 @@ struct VideoDecoder::Impl {
       int result = avcodec_receive_frame(codec.get(), scratch.get());
       if (result == 0) {
         ++frames_decoded;
+        if (is_keyframe(scratch.get())) references_damaged = false;
+        // An error logged since the previous frame may belong to this one or to one not yet
+        // output (reordering): either way the frames from here to the next keyframe are suspect.
+        if (decoded_with_errors(scratch.get()) || decoder_logged_error.exchange(false)) {
+          references_damaged = true;
+        }
         std::swap(previous, current);
         has_previous = has_current;
+        previous_damaged = current_damaged;
+        current_damaged = references_damaged;
         av_frame_unref(current.get());
         av_frame_move_ref(current.get(), scratch.get());
         has_current = true;
@@ -253,9 +300,25 @@ struct VideoDecoder::Impl {
     return to_previous <= to_current ? previous.get() : current.get();
   }
 
+  bool is_damaged(const AVFrame* frame) const {
+    return frame == previous.get() ? previous_damaged : current_damaged;
+  }
+
   const AVFrame* find_frame(double query_s, double tolerance_s) {
+    query_in_progress_s = query_s;
+    const AVFrame* frame = find_nearest_frame(query_s, tolerance_s);
+    if (is_damaged(frame)) {
+      fail("the frame at " + format_seconds(seconds(frame_pts(frame))) +
+           " s is damaged (the decoder reported errors in it or in a frame it is predicted from)");
+    }
+    query_in_progress_s = std::numeric_limits<double>::quiet_NaN();
+    return frame;
+  }
+
+  const AVFrame* find_nearest_frame(double query_s, double tolerance_s) {
     // Nearest tick at or below the query so that decode_up_to also brings in the frame after it.
-    int64_t target = static_cast<int64_t>(std::floor(query_s / time_base));
+    int64_t target = static_cast<int64_t>(
+        std::clamp(std::floor(query_s / time_base), -kMaxQueryTicks, kMaxQueryTicks));
     position_for(target);
     for (int attempt = 0;; ++attempt) {
       decode_up_to(target);
@@ -380,6 +443,7 @@ void VideoDecoder::decode_at(std::span<const double> timestamps, double toleranc
   } catch (...) {
     // After a failure the decoder's position is unknown; the next call starts with a seek.
     impl_->positioned = false;
+    impl_->query_in_progress_s = std::numeric_limits<double>::quiet_NaN();
     throw;
   }
 }

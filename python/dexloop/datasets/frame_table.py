@@ -53,7 +53,9 @@ class FrameTable:
         # fixed-size list in one and a plain list in another) and the arrays then concatenated.
         parts: dict[str, list] = {}
         self.num_rows = 0
+        self.file_rows: list[int] = []  # first row of each file, so that errors can name the file
         for path in files:
+            self.file_rows.append(self.num_rows)
             table = self._read(path, declared, episodes)
             if not self.columns:
                 self.columns = [name for name in table.column_names if name in declared]
@@ -68,6 +70,10 @@ class FrameTable:
                 self.text[key] = np.concatenate(parts[key])
             else:
                 self.numeric[key] = np.ascontiguousarray(np.concatenate(parts[key]))
+
+    def file_of_row(self, files: Sequence[Path], row: int) -> Path:
+        """Which of `files` (as passed to the constructor) holds row `row`, for error messages."""
+        return files[int(np.searchsorted(self.file_rows, row, side="right")) - 1]
 
     @staticmethod
     def _read(path: Path, declared: dict[str, dict], episodes: Sequence[int] | None) -> pa.Table:
@@ -126,6 +132,7 @@ def _convert(path: Path, key: str, feature: dict, column: pa.ChunkedArray) -> np
         raise DatasetError(f"{path}: column {key!r} is not numeric ({error})") from error
     if flat.dtype.kind not in "biuf":
         raise DatasetError(f"{path}: column {key!r} holds {flat.dtype} values, expected numbers")
+    _check_stored_kind(path, key, dtype, flat)
     return flat.astype(target, copy=False).reshape((len(column), *expected))
 
 
@@ -137,3 +144,22 @@ def _storage(column: pa.ChunkedArray) -> pa.ChunkedArray:
     if not isinstance(column.type, pa.ExtensionType):
         return column
     return pa.chunked_array([chunk.storage for chunk in column.chunks], type=column.type.storage_type)
+
+
+def _check_stored_kind(path: Path, key: str, declared: str, flat: np.ndarray) -> None:
+    """Stored values must be of the declared kind (float, integer or bool; any width): floats under
+    an integer declaration would be truncated, and integers under a float or bool declaration mean
+    the column is not the declared feature. Unsigned integers beyond int64 would wrap."""
+    target = item_dtype(declared).kind
+    stored = "i" if flat.dtype.kind == "u" else flat.dtype.kind
+    wrapped = (
+        target == "i"
+        and flat.dtype.kind == "u"
+        and flat.dtype.itemsize == 8
+        and flat.size
+        and bool(flat.max() > np.iinfo(np.int64).max)
+    )
+    if stored != target or wrapped:
+        raise DatasetError(
+            f"{path}: column {key!r} stores {flat.dtype} values but meta/info.json declares it {declared!r}"
+        )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -137,7 +138,14 @@ def info_from_dict(raw: Any, path: Path | str = INFO_PATH) -> DatasetInfo:
             f"({CODEBASE_VERSION}); upgrade dexloop"
         )
     fps = raw["fps"]
-    if isinstance(fps, bool) or not isinstance(fps, (int, float)) or fps <= 0 or int(fps) != fps:
+    # JSON admits NaN and Infinity: they must fail here, not in int() below.
+    if (
+        isinstance(fps, bool)
+        or not isinstance(fps, (int, float))
+        or not math.isfinite(fps)
+        or fps <= 0
+        or int(fps) != fps
+    ):
         raise DatasetError(f"{path}: 'fps' must be a positive integer, found {fps!r}")
     features = raw["features"]
     if not isinstance(features, dict) or not features:

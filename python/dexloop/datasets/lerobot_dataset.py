@@ -13,6 +13,8 @@ released. ``__getitem__`` is the same path with a batch of one.
 
 from __future__ import annotations
 
+import math
+import operator
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -22,9 +24,16 @@ import numpy as np
 import torch
 
 from dexloop import _core
-from dexloop.errors import DatasetArgumentError, DatasetError, DatasetIndexError, DatasetReadOnlyError
+from dexloop.errors import (
+    DatasetArgumentError,
+    DatasetError,
+    DatasetIndexError,
+    DatasetIndexTypeError,
+    DatasetReadOnlyError,
+    DeltaTimestampsError,
+)
 
-from . import hub
+from . import cross_checks, hub
 from .collate import samples_of
 from .frame_table import FrameTable
 from .info import CODEBASE_VERSION, frame_size
@@ -33,6 +42,18 @@ from .metadata import LeRobotDatasetMetadata
 # LeRobot's depth units (``lerobot.configs.DEFAULT_DEPTH_UNIT`` is millimetres).
 DEPTH_UNITS = ("m", "mm")
 DEFAULT_DEPTH_UNIT = "mm"
+
+
+def as_index(value: Any, what: str) -> int:
+    """``value`` as a Python int, for item and episode indices: ints and numpy integers pass; bools,
+    floats and strings raise DatasetIndexTypeError (a TypeError, as LeRobot's dataset raises) rather
+    than being truncated."""
+    if not isinstance(value, (bool, np.bool_)) and hasattr(type(value), "__index__"):
+        try:
+            return operator.index(value)
+        except TypeError:
+            pass  # e.g. a float or multi-element tensor, whose type has __index__
+    raise DatasetIndexTypeError(f"{what} must be an integer, got {value!r} of type {type(value).__name__}")
 
 
 def default_decode_threads() -> int:
@@ -49,16 +70,24 @@ def default_decode_threads() -> int:
 
 class _VideoKey:
     """Where one camera's frames are: per loaded episode, the file (index into the dataset's list of
-    video files) and the time of the episode's first frame inside that file."""
+    video files), the time of the episode's first frame inside that file, and the time at which that
+    file's last episode (loaded or not) ends."""
 
     def __init__(
-        self, key: str, height: int, width: int, file_of_episode: np.ndarray, from_timestamp: np.ndarray
+        self,
+        key: str,
+        height: int,
+        width: int,
+        file_of_episode: np.ndarray,
+        from_timestamp: np.ndarray,
+        file_end_s: np.ndarray,
     ):
         self.key = key
         self.height = height
         self.width = width
         self.file_of_episode = file_of_episode
         self.from_timestamp = from_timestamp
+        self.file_end_s = file_end_s
 
 
 class LeRobotDataset(torch.utils.data.Dataset):
@@ -156,7 +185,9 @@ class LeRobotDataset(torch.utils.data.Dataset):
     ) -> list[int] | None:
         total = len(self.meta.episodes) if self.meta.episodes is not None else 0
         if total == 0:
-            raise DatasetError(f"{self.root}: the dataset has no episodes")
+            raise DatasetError(
+                f"{self.root}: the dataset has no episodes ({self.root / 'meta/info.json'} 'total_episodes' is 0)"
+            )
         selected = None
         if episodes is not None:
             selected = _episode_list(episodes, self.root)
@@ -179,17 +210,28 @@ class LeRobotDataset(torch.utils.data.Dataset):
             return None
         unknown = [key for key in self.delta_timestamps if key not in self.meta.features]
         if unknown:
-            raise ValueError(f"delta_timestamps keys {unknown} are not features of {self.repo_id}")
+            raise DeltaTimestampsError(f"delta_timestamps keys {unknown} are not features of {self.repo_id}")
         resolved = {}
         for key, deltas in self.delta_timestamps.items():
             if len(deltas) == 0:
-                raise ValueError(f"delta_timestamps[{key!r}] is empty")
+                raise DeltaTimestampsError(f"delta_timestamps[{key!r}] is empty")
+            seconds = []
+            for delta in deltas:
+                if isinstance(delta, (bool, np.bool_)) or not isinstance(delta, (int, float, np.number)):
+                    raise DeltaTimestampsError(
+                        f"delta_timestamps[{key!r}] holds {delta!r} of type {type(delta).__name__}; "
+                        "expected numbers of seconds"
+                    )
+                value = float(delta)
+                if not math.isfinite(value):
+                    raise DeltaTimestampsError(
+                        f"delta_timestamps[{key!r}] holds {delta!r}; expected finite numbers of seconds"
+                    )
+                seconds.append(value)
             try:
-                offsets = _core.dataset.delta_indices(
-                    [float(d) for d in deltas], self.meta.fps, self.tolerance_s
-                )
+                offsets = _core.dataset.delta_indices(seconds, self.meta.fps, self.tolerance_s)
             except ValueError as error:
-                raise ValueError(f"delta_timestamps[{key!r}]: {error}") from error
+                raise DeltaTimestampsError(f"delta_timestamps[{key!r}]: {error}") from error
             resolved[key] = np.asarray(offsets, dtype=np.int64)
         return resolved
 
@@ -215,6 +257,7 @@ class LeRobotDataset(torch.utils.data.Dataset):
         missing = sorted(path for path in wanted if not (self.root / path).is_file())
         if not missing and not force_cache_sync:
             return
+        shown = ", ".join(f"{path} ({self._file_origin(path)})" for path in missing[:3])
         if self.episodes is not None:
             patterns: list[str] | None = sorted(needed | videos) if self.download_videos else sorted(needed)
         else:
@@ -225,13 +268,23 @@ class LeRobotDataset(torch.utils.data.Dataset):
             local_dir=self._requested_root,
             allow_patterns=patterns,
             ignore_patterns=None if self.download_videos else "videos/",
-            what=f"{len(missing)} file(s) under {self.root} ({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''})",
+            what=f"{len(missing)} file(s) under {self.root} ({shown}{', ...' if len(missing) > 3 else ''})",
             token=self._token,
         )
         self.meta.root = self.root
         still_missing = [path for path in wanted if not (self.root / path).is_file()]
         if still_missing:
             raise DatasetError(f"{self.root}: files {still_missing[:5]} are missing after download")
+
+    def _file_origin(self, path: str) -> str:
+        """Which episode and meta/episodes columns lead to data or video file `path`, for messages."""
+        for e in self._loaded_episodes:
+            if path == str(self.meta.get_data_file_path(e)):
+                return f"episode {e}: meta/episodes data/chunk_index, data/file_index"
+            for key in self.meta.video_keys:
+                if path == str(self.meta.get_video_file_path(e, key)):
+                    return f"episode {e}: meta/episodes videos/{key}/chunk_index, videos/{key}/file_index"
+        return "not referred to by the selected episodes"
 
     def _load_frames(self) -> None:
         meta = self.meta
@@ -245,9 +298,11 @@ class LeRobotDataset(torch.utils.data.Dataset):
         lengths = to_index - from_index
         first_row = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
         if int(lengths.sum()) != table.num_rows:
+            names = ", ".join(str(path.relative_to(self.root)) for path in data_files)
             raise DatasetError(
-                f"{self.root}: episode metadata gives {int(lengths.sum())} frames for the selected episodes "
-                f"but the data files hold {table.num_rows} rows"
+                f"{self.root / 'meta/episodes'}: dataset_from_index..dataset_to_index give {int(lengths.sum())} "
+                f"frames for the selected episodes but their data files ({names}, from data/chunk_index and "
+                f"data/file_index) hold {table.num_rows} rows"
             )
         # Rows must be the episodes' frames in order: `index` runs over each episode's global range.
         expected_index = np.concatenate([np.arange(a, b) for a, b in zip(from_index, to_index, strict=True)])
@@ -259,21 +314,24 @@ class LeRobotDataset(torch.utils.data.Dataset):
             if actual is None or not np.array_equal(actual, expected):
                 row = int(np.argmax(actual != expected)) if actual is not None else 0
                 raise DatasetError(
-                    f"{self.root}: data row {row} has {key} "
+                    f"{table.file_of_row(data_files, row)}: a row has {key} "
                     f"{None if actual is None else int(actual[row])}, but the episode metadata expects "
-                    f"{int(expected[row])} (data files out of order or inconsistent with meta/episodes)"
+                    f"{int(expected[row])} there (data files out of order or inconsistent with meta/episodes "
+                    "dataset_from_index, dataset_to_index, data/chunk_index, data/file_index)"
                 )
         self._index = _core.dataset.EpisodeIndex(from_index, to_index, first_row)
         self._timestamps = table.numeric["timestamp"]
+        cross_checks.check_frame_times(table, data_files, lengths, meta.fps)
         self._task_index = table.numeric["task_index"]
         self._tasks = list(meta.tasks.index) if meta.tasks is not None else []
-        if self._task_index.size and (
-            self._task_index.min() < 0 or self._task_index.max() >= len(self._tasks)
-        ):
+        unknown_task = (self._task_index < 0) | (self._task_index >= len(self._tasks))
+        if unknown_task.any():
+            row = int(np.argmax(unknown_task))
             raise DatasetError(
-                f"{self.root}: task_index values reach {int(self._task_index.max())} but meta has "
-                f"{len(self._tasks)} tasks"
+                f"{table.file_of_row(data_files, row)}: a row has task_index {int(self._task_index[row])} but "
+                f"meta/tasks.parquet has {len(self._tasks)} tasks (meta/info.json 'total_tasks' {meta.total_tasks})"
             )
+        cross_checks.check_episode_tasks(table, data_files, meta.episodes, self._tasks, loaded, lengths)
 
         self._video_files: list[str] = []
         file_ids: dict[str, int] = {}
@@ -285,8 +343,12 @@ class LeRobotDataset(torch.utils.data.Dataset):
                 files[ordinal] = file_ids.setdefault(path, len(file_ids))
             from_timestamp = meta.episodes.column(f"videos/{key}/from_timestamp")[loaded].astype(np.float64)
             height, width = frame_size(meta.features[key])
-            self._videos.append(_VideoKey(key, height, width, files, from_timestamp))
+            file_end_s = cross_checks.video_file_ends(meta.episodes, key, meta.fps)[loaded]
+            self._videos.append(_VideoKey(key, height, width, files, from_timestamp, file_end_s))
         self._video_files = list(file_ids)
+        # Each file's stream is compared with info.json when a batch first needs it (once per
+        # process): opening every file up front would cost a v2.1 dataset one open per episode.
+        self._video_file_checked = np.zeros(len(self._video_files), dtype=bool)
         self._keys_in_order = [video.key for video in self._videos] + table.columns
 
     # -- torch Dataset protocol ----------------------------------------------------------------
@@ -396,17 +458,14 @@ class LeRobotDataset(torch.utils.data.Dataset):
         return items
 
     def _rows(self, indices: Sequence[int]) -> np.ndarray:
-        try:
-            rows = np.asarray([int(i) for i in indices], dtype=np.int64)
-        except (TypeError, ValueError) as error:
-            raise TypeError(f"dataset indices must be integers, got {indices!r}") from error
+        values = [as_index(i, f"dataset {self.repo_id} at {self.root}: index") for i in indices]
         size = len(self)
-        bad = (rows < -size) | (rows >= size)
-        if bad.any():
+        outside = [value for value in values if not -size <= value < size]
+        if outside:
             raise DatasetIndexError(
-                f"index {int(rows[np.argmax(bad)])} is out of range for dataset {self.repo_id} at {self.root} "
-                f"of {size} frames"
+                f"index {outside[0]} is out of range for dataset {self.repo_id} at {self.root} of {size} frames"
             )
+        rows = np.asarray(values, dtype=np.int64)
         return np.where(rows < 0, rows + size, rows)
 
     def _gather(self, rows: np.ndarray) -> dict[str, Any]:
@@ -457,9 +516,14 @@ class LeRobotDataset(torch.utils.data.Dataset):
             timestamps.append(times.reshape(-1))
             target.append(np.full(count * steps, number, dtype=np.int32))
             slot.append(np.arange(count * steps, dtype=np.int64))
+        file_index = np.concatenate(file_index).astype(np.int32)
+        if not self._video_file_checked[file_index].all():
+            for file in np.unique(file_index[~self._video_file_checked[file_index]]):
+                self._check_video_file(int(file))
+                self._video_file_checked[file] = True
         self._decoder_pool().decode(
             self._video_files,
-            np.concatenate(file_index).astype(np.int32),
+            file_index,
             np.concatenate(timestamps),
             np.concatenate(target),
             np.concatenate(slot),
@@ -472,6 +536,22 @@ class LeRobotDataset(torch.utils.data.Dataset):
             output = output.squeeze(1) if output.shape[1] == 1 else output
             result[key] = output if self.return_uint8 else output.to(torch.float32).div_(255)
         return result
+
+    def _check_video_file(self, file: int) -> None:
+        path = self._video_files[file]
+        stream = _core.video.VideoDecoder(path).info  # VideoDecodeError when it cannot be opened
+        for video in self._videos:
+            uses = video.file_of_episode == file
+            if uses.any():
+                cross_checks.check_video_stream(
+                    path,
+                    stream,
+                    self.meta,
+                    video.key,
+                    (video.height, video.width),
+                    expected_end_s=float(video.file_end_s[uses].max()),
+                    tolerance_s=self.tolerance_s,
+                )
 
     def _decode_images(self, key: str, source: np.ndarray) -> torch.Tensor:
         """Image-dtype features (PNG bytes in parquet): float32 CHW in [0, 1], as LeRobot returns."""
@@ -530,11 +610,11 @@ def _episode_list(episodes: Any, root: Path) -> list[int]:
     """``episodes`` as a list of ints, refusing what LeRobot would misread: a string or a single
     number instead of a list, non-integer ids (``"3"``, 1.0, True), or an empty list."""
     if isinstance(episodes, (str, bytes)) or not isinstance(episodes, Sequence | np.ndarray):
-        raise DatasetArgumentError(f"episodes must be a list of episode indices, got {episodes!r}")
+        raise DatasetArgumentError(f"{root}: episodes must be a list of episode indices, got {episodes!r}")
     bad = [e for e in episodes if isinstance(e, (bool, np.bool_)) or not isinstance(e, (int, np.integer))]
     if bad:
         raise DatasetArgumentError(
-            f"episodes must be integer episode indices, got {bad[:5]!r} in {list(episodes)[:10]!r}"
+            f"{root}: episodes must be integer episode indices, got {bad[:5]!r} in {list(episodes)[:10]!r}"
         )
     if len(episodes) == 0:
         raise DatasetArgumentError(

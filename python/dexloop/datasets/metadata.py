@@ -4,11 +4,18 @@ v3.0 keeps episodes in ``meta/episodes/chunk-*/file-*.parquet`` and tasks in ``m
 v2.1 keeps them in ``meta/episodes.jsonl`` and ``meta/tasks.jsonl`` with one data and one video file
 per episode. Both are presented the v3.0 way (the episodes table has v3.0's columns, v2.1 videos start
 at from_timestamp 0), so the rest of dexloop reads either through the same code.
+
+Loading cross-checks the metadata against itself and info.json (episode and task counts, contiguous
+frame ranges, each video file tiled by its episodes, typed and finite columns, the same columns in
+every episodes file), so that a missing or damaged file raises a DatasetError naming it instead of
+the dataset silently shrinking or pointing at other frames.
 """
 
 from __future__ import annotations
 
+import errno
 import json
+import re
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +31,7 @@ from . import hub
 from .info import (
     CODEBASE_VERSION,
     EPISODES_DIR,
+    INFO_PATH,
     STATS_PATH,
     TASKS_PATH,
     DatasetInfo,
@@ -193,11 +201,18 @@ class LeRobotDatasetMetadata:
             self.episodes = EpisodeTable(_load_v21_episodes(self.root, self.info))
             self.stats = load_stats(self.root / STATS_PATH) or _load_v21_stats(self.root)
         else:
-            self.tasks = _load_tasks(self.root / TASKS_PATH) if self.info.total_tasks > 0 else None
-            self.episodes = (
-                EpisodeTable(_load_episodes(self.root, self.info)) if self.info.total_episodes > 0 else None
-            )
+            # Loaded whenever present, so that a zero total in info.json is checked against them too.
+            has_tasks = self.info.total_tasks > 0 or (self.root / TASKS_PATH).exists()
+            self.tasks = _load_tasks(self.root / TASKS_PATH) if has_tasks else None
+            has_episodes = self.info.total_episodes > 0 or any((self.root / EPISODES_DIR).glob("*/*.parquet"))
+            self.episodes = EpisodeTable(_load_episodes(self.root, self.info)) if has_episodes else None
             self.stats = load_stats(self.root / STATS_PATH)
+        if self.tasks is not None and len(self.tasks) != self.info.total_tasks:
+            tasks_path = self.root / (V21_TASKS_PATH if self.is_v21 else TASKS_PATH)
+            raise DatasetError(
+                f"{tasks_path}: holds {len(self.tasks)} tasks but {self.root / INFO_PATH} 'total_tasks' "
+                f"is {self.info.total_tasks}"
+            )
 
     def ensure_readable(self) -> None:
         """LeRobot's guard before reading a dataset it was writing; metadata here is always loaded."""
@@ -397,8 +412,9 @@ def read_parquet(path: Path, **kwargs: Any) -> pa.Table:
         table = pq.read_table(path, memory_map=True, **kwargs)
         table.column_names  # noqa: B018 - decodes the field names: a damaged footer fails here
         return table
-    except FileNotFoundError:
-        raise
+    except FileNotFoundError as error:
+        # With the file name set, so that a download fallback can say which file it looked for.
+        raise FileNotFoundError(errno.ENOENT, "no such parquet file", str(path)) from error
     except (pa.ArrowException, OSError, ValueError) as error:
         raise DatasetError(f"{path}: not a readable parquet file ({error})") from error
 
@@ -410,6 +426,11 @@ def _load_tasks(path: Path) -> pd.DataFrame:
     table = read_parquet(path)
     if "task" not in table.column_names or "task_index" not in table.column_names:
         raise DatasetError(f"{path}: expected columns 'task' and 'task_index', found {table.column_names}")
+    task_type, index_type = table.schema.field("task").type, table.schema.field("task_index").type
+    if not (pa.types.is_string(task_type) or pa.types.is_large_string(task_type)):
+        raise DatasetError(f"{path}: column 'task' holds {task_type} values, expected strings")
+    if not pa.types.is_integer(index_type):
+        raise DatasetError(f"{path}: column 'task_index' holds {index_type} values, expected integers")
     try:
         tasks = [str(task) for task in table.column("task").to_pylist()]
         indices = table.column("task_index").to_numpy()
@@ -424,22 +445,219 @@ def _load_episodes(root: Path, info: DatasetInfo) -> pa.Table:
     paths = sorted((root / EPISODES_DIR).glob("*/*.parquet"), key=str)
     if not paths:
         raise FileNotFoundError(2, "no episode metadata files", str(root / EPISODES_DIR))
+    required = ["episode_index", "dataset_from_index", "dataset_to_index"]
+    for key in (k for k, f in info.features.items() if f["dtype"] == "video"):
+        required += [f"videos/{key}/chunk_index", f"videos/{key}/file_index", f"videos/{key}/from_timestamp"]
     tables = []
     for path in paths:
         table = read_parquet(path)
-        tables.append(table.select([name for name in table.column_names if not name.startswith("stats/")]))
+        table = table.select([name for name in table.column_names if not name.startswith("stats/")])
+        # Checked per file: concatenation would fill a column one file lacks with nulls.
+        _require_columns(table, required, path)
+        _check_column_values(table, path)
+        tables.append(table)
+    _check_same_schema(tables, paths)
     try:
         table = pa.concat_tables(tables, promote_options="default")
     except pa.ArrowException as error:
         raise DatasetError(
             f"{root / EPISODES_DIR}: episode files have incompatible columns ({error})"
         ) from error
-    required = ["episode_index", "dataset_from_index", "dataset_to_index"]
-    for key in (k for k, f in info.features.items() if f["dtype"] == "video"):
-        required += [f"videos/{key}/chunk_index", f"videos/{key}/file_index", f"videos/{key}/from_timestamp"]
-    _require_columns(table, required, root / EPISODES_DIR)
+    first_rows = np.cumsum([0] + [t.num_rows for t in tables])
+
+    def file_of(episode: int) -> Path:
+        return paths[int(np.searchsorted(first_rows, episode, side="right")) - 1]
+
+    if table.num_rows != info.total_episodes:
+        raise DatasetError(
+            f"{root / EPISODES_DIR}: the episodes files hold {table.num_rows} episodes but "
+            f"{root / INFO_PATH} 'total_episodes' is {info.total_episodes}; {_missing_files_hint(root, paths, info)}"
+        )
     _check_episode_order(table, root / EPISODES_DIR)
+    _check_totals(table, info, root / EPISODES_DIR, root / INFO_PATH, file_of)
     return table
+
+
+def _missing_files_hint(root: Path, paths: list[Path], info: DatasetInfo) -> str:
+    """Which episodes files LeRobot's numbering (file-000, file-001, ..., the next chunk after
+    chunks_size files) says are absent, for the message of an episode count that falls short."""
+    directory = root / EPISODES_DIR
+    present = set()
+    for path in paths:
+        match = re.fullmatch(r"chunk-(\d+)/file-(\d+)\.parquet", path.relative_to(directory).as_posix())
+        if match is None:
+            return "an episodes file is missing or info.json is stale"
+        present.add((int(match[1]), int(match[2])))
+    last, position, skipped = max(present), (0, 0), []
+    for _ in range(100_000):  # bounded: absurd numbers in file names end the search
+        if position > last:
+            break
+        if position not in present:
+            skipped.append(position)
+        chunk, file = position
+        position = (chunk + 1, 0) if file >= info.chunks_size - 1 else (chunk, file + 1)
+
+    def name(chunk_file: tuple[int, int]) -> str:
+        return f"{EPISODES_DIR}/chunk-{chunk_file[0]:03d}/file-{chunk_file[1]:03d}.parquet"
+
+    if skipped:
+        return f"missing from the files' numbering: {', '.join(name(p) for p in skipped[:5])}"
+    return f"an episodes file is missing (the next one in the numbering would be {name(position)}) or info.json is stale"
+
+
+# Episode metadata columns and the kind of values they must hold ("i": integers >= 0, "f": finite
+# numbers >= 0); video columns are matched by their suffix.
+_EPISODE_COLUMN_KINDS = {
+    "episode_index": "i",
+    "length": "i",
+    "data/chunk_index": "i",
+    "data/file_index": "i",
+    "dataset_from_index": "i",
+    "dataset_to_index": "i",
+    "meta/episodes/chunk_index": "i",
+    "meta/episodes/file_index": "i",
+}
+_VIDEO_COLUMN_KINDS = {"/chunk_index": "i", "/file_index": "i", "/from_timestamp": "f", "/to_timestamp": "f"}
+
+
+def _column_kind(name: str) -> str | None:
+    if name in _EPISODE_COLUMN_KINDS:
+        return _EPISODE_COLUMN_KINDS[name]
+    if name.startswith("videos/"):
+        for suffix, kind in _VIDEO_COLUMN_KINDS.items():
+            if name.endswith(suffix):
+                return kind
+    return None
+
+
+def _check_column_values(table: pa.Table, path: Path) -> None:
+    """Index columns hold non-negative integers and timestamp columns finite non-negative numbers,
+    with no nulls: a float index would be truncated and a NaN time would query no frame."""
+    for name in table.column_names:
+        kind = _column_kind(name)
+        if kind is None:
+            continue
+        column = table.column(name)
+        if column.null_count:
+            raise DatasetError(f"{path}: column {name!r} has missing (null) values")
+        type_ok = (
+            pa.types.is_integer(column.type)
+            if kind == "i"
+            else (pa.types.is_floating(column.type) or pa.types.is_integer(column.type))
+        )
+        if not type_ok:
+            expected = "integers" if kind == "i" else "numbers (seconds)"
+            raise DatasetError(f"{path}: column {name!r} holds {column.type} values, expected {expected}")
+        values = column.to_numpy()
+        bad = ~np.isfinite(values) | (values < 0) if kind == "f" else values < 0
+        if bad.any():
+            row = int(np.argmax(bad))
+            expected = "a finite number >= 0" if kind == "f" else "an integer >= 0"
+            raise DatasetError(
+                f"{path}: column {name!r} row {row} is {values[row].item()!r}, expected {expected}"
+            )
+
+
+def _check_totals(
+    table: pa.Table, info: DatasetInfo, where: Path, info_path: Path, file_of: Callable[[int], Path]
+) -> None:
+    """The episode metadata describes exactly the dataset info.json announces: a deleted or stale
+    episodes file shows here instead of the dataset silently shrinking."""
+    if table.num_rows != info.total_episodes:
+        raise DatasetError(
+            f"{where}: the episode metadata holds {table.num_rows} episodes but {info_path} "
+            f"'total_episodes' is {info.total_episodes}"
+        )
+    from_index = table.column("dataset_from_index").to_numpy()
+    to_index = table.column("dataset_to_index").to_numpy()
+    if from_index[0] != 0:
+        raise DatasetError(f"{file_of(0)}: episode 0 has dataset_from_index {int(from_index[0])}, expected 0")
+    gaps = np.flatnonzero(from_index[1:] != to_index[:-1])
+    if gaps.size:
+        episode = int(gaps[0]) + 1
+        raise DatasetError(
+            f"{file_of(episode)}: episode {episode} has dataset_from_index {int(from_index[episode])} but episode "
+            f"{episode - 1} ends at dataset_to_index {int(to_index[episode - 1])}; frame ranges must be contiguous"
+        )
+    frames = int(to_index[-1] - from_index[0])
+    if frames != info.total_frames:
+        raise DatasetError(
+            f"{where}: the episodes span {frames} frames (dataset_from_index of the first to dataset_to_index "
+            f"of the last) but {info_path} 'total_frames' is {info.total_frames}"
+        )
+    if "length" in table.column_names:
+        lengths = table.column("length").to_numpy()
+        wrong = np.flatnonzero(lengths != to_index - from_index)
+        if wrong.size:
+            episode = int(wrong[0])
+            raise DatasetError(
+                f"{file_of(episode)}: episode {episode} has 'length' {int(lengths[episode])} but its frame range "
+                f"dataset_from_index..dataset_to_index holds {int(to_index[episode] - from_index[episode])}"
+            )
+    _check_video_segments(table, info, file_of)
+
+
+def _check_video_segments(table: pa.Table, info: DatasetInfo, file_of: Callable[[int], Path]) -> None:
+    """The episodes of each video file tile it from time 0 in episode order, each lasting its number
+    of frames, as LeRobot writes them (its dataset tools re-encode a file rather than leave gaps).
+    A from_timestamp or file index off by a frame or more would otherwise return another episode's or
+    another step's frames; shifts below half a frame are left to ``tolerance_s`` when decoding."""
+    half_frame = 0.5 / info.fps + 1e-9
+    lengths = table.column("dataset_to_index").to_numpy() - table.column("dataset_from_index").to_numpy()
+    durations = lengths / info.fps
+    for key in (k for k, f in info.features.items() if f["dtype"] == "video"):
+        start = table.column(f"videos/{key}/from_timestamp").to_numpy().astype(np.float64)
+        name = f"videos/{key}/to_timestamp"
+        if name in table.column_names:
+            end = table.column(name).to_numpy().astype(np.float64)
+            wrong = np.flatnonzero(np.abs(end - start - durations) > half_frame)
+            if wrong.size:
+                e = int(wrong[0])
+                raise DatasetError(
+                    f"{file_of(e)}: episode {e} spans {end[e] - start[e]:.6f} s of its video "
+                    f"(videos/{key}/from_timestamp {float(start[e])!r} to {name} {float(end[e])!r}) but has "
+                    f"{int(lengths[e])} frames at {info.fps} fps ({durations[e]:.6f} s)"
+                )
+        where = np.stack(
+            [
+                table.column(f"videos/{key}/chunk_index").to_numpy(),
+                table.column(f"videos/{key}/file_index").to_numpy(),
+            ],
+            axis=1,
+        )
+        _, group = np.unique(where, axis=0, return_inverse=True)
+        order = np.argsort(group.reshape(-1), kind="stable")  # by file, episode order within each
+        grouped = group.reshape(-1)[order]
+        before = np.cumsum(durations[order]) - durations[order]  # time of all earlier rows in `order`
+        first_of_file = np.r_[True, grouped[1:] != grouped[:-1]]
+        expected = np.empty(len(order))
+        expected[order] = before - np.maximum.accumulate(np.where(first_of_file, before, 0.0))
+        wrong = np.flatnonzero(np.abs(start - expected) > half_frame)
+        if wrong.size:
+            e = int(wrong[0])
+            raise DatasetError(
+                f"{file_of(e)}: episode {e} has videos/{key}/from_timestamp {float(start[e])!r}, but the episodes "
+                f"before it in its video file (videos/{key}/chunk_index {int(where[e, 0])}, videos/{key}/file_index "
+                f"{int(where[e, 1])}) last {expected[e]:.6f} s; episodes must follow each other from time 0"
+            )
+
+
+def _check_same_schema(tables: list[pa.Table], paths: list[Path]) -> None:
+    """Every episodes file has the first one's columns with the same types: a column missing from
+    one file would otherwise be filled with nulls by the concatenation."""
+    first = tables[0].schema
+    for table, path in zip(tables[1:], paths[1:], strict=True):
+        for name in sorted(set(first.names) ^ set(table.schema.names)):
+            lacking = path if name in first.names else paths[0]
+            raise DatasetError(
+                f"{lacking}: lacks the column {name!r} that other episodes files ({paths[0] if lacking != paths[0] else path}) have"
+            )
+        for field in first:
+            other = table.schema.field(field.name).type
+            if other != field.type:
+                raise DatasetError(
+                    f"{path}: column {field.name!r} holds {other} values but {paths[0]} holds {field.type}"
+                )
 
 
 def _require_columns(table: pa.Table, required: list[str], where: Path) -> None:
@@ -527,6 +745,7 @@ def _load_v21_episodes(root: Path, info: DatasetInfo) -> pa.Table:
         columns[f"videos/{key}/to_timestamp"] = pa.array(durations)
     table = pa.table(columns)
     _check_episode_order(table, path)
+    _check_totals(table, info, path, root / INFO_PATH, lambda episode: path)
     return table
 
 

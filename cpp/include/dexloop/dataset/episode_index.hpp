@@ -48,9 +48,14 @@ class EpisodeIndex {
   int64_t num_rows_ = 0;
 };
 
+// Largest |frame offset| delta_indices accepts: far inside int64, so that index + offset cannot
+// overflow, and far beyond any dataset's length.
+inline constexpr int64_t kMaxDeltaFrames = int64_t{1} << 40;
+
 // LeRobot's conversion of delta_timestamps (seconds) to frame offsets: round(d * fps) with ties to
-// even (Python's round). Each d must satisfy |d*fps - round(d*fps)| / fps <= tolerance_s; otherwise
-// throws std::invalid_argument listing every offending value.
+// even (Python's round). Each d must satisfy |d*fps - round(d*fps)| / fps <= tolerance_s and
+// |round(d*fps)| <= kMaxDeltaFrames; otherwise throws std::invalid_argument listing every offending
+// value.
 std::vector<int64_t> delta_indices(std::span<const double> deltas_s, double fps,
                                    double tolerance_s);
 

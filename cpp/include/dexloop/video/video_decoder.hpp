@@ -22,7 +22,8 @@ struct StreamInfo {
   std::string pix_fmt;  // e.g. "yuv420p"; "" until a frame is decoded when the container omits it
   int width = 0;
   int height = 0;
-  double fps = 0.0;  // average frame rate
+  double fps = 0.0;       // average frame rate
+  double base_fps = 0.0;  // FFmpeg's r_frame_rate: the rate all timestamps are multiples of
   int time_base_num = 0;
   int time_base_den = 1;
   int64_t frame_count = 0;  // frames in the stream, from the container's sample index
