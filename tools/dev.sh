@@ -2,12 +2,7 @@
 # dexloop's set-up, demo and test entry points. Works on a fresh Debian 12 machine: installs the
 # system packages it needs (FFmpeg development libraries, GoogleTest, the ffmpeg tool the tests use to
 # make videos), a virtual environment with torch pinned to the local CPU build, and dexloop itself.
-#
-#   bash tools/dev.sh demo     build everything, then load the shipped LeRobot dataset and print an item
-#   bash tools/dev.sh test     build everything, then run the C++ tests (ctest) and pytest
-#   bash tools/dev.sh setup    only build
-#   bash tools/dev.sh test-torchless   build and run the tests that need no torch, in a venv without it
-#                              (for a Python with no local CPU torch wheel: DEXLOOP_PYTHON=python3.12)
+# The commands are listed in usage() below (`bash tools/dev.sh` prints them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
