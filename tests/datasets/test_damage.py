@@ -412,18 +412,11 @@ def test_bytes_flipped_across_an_mp4(copy, pristine, reference, relative: str) -
     assert "error" in flip_bytes(copy, reference, relative, offsets)
 
 
-# FFmpeg's AV1 parser rejects some damaged frame and sequence headers that libdav1d decodes anyway,
-# into wrong pixels; the decoder does not run that parser, so such damage is not noticed yet.
-AV1_HEADER_GAP = pytest.mark.xfail(reason="AV1 header damage libdav1d tolerates", strict=False)
-
-
 @pytest.mark.slow
 @pytest.mark.skipif(
     not os.environ.get("DEXLOOP_DAMAGE_CAMPAIGN"), reason="minutes long: set DEXLOOP_DAMAGE_CAMPAIGN=1"
 )
-@pytest.mark.parametrize(
-    "relative", [*(pytest.param(path, marks=AV1_HEADER_GAP) for path in AV1_VIDEOS), *H264_VIDEOS]
-)
+@pytest.mark.parametrize("relative", [*AV1_VIDEOS, *H264_VIDEOS])
 def test_bytes_flipped_all_over_every_mp4(copy, pristine, reference, relative: str) -> None:
     size = (pristine / relative).stat().st_size
     offsets = np.random.default_rng(size).choice(size, min(size, 300), replace=False)

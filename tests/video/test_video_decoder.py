@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -94,3 +95,48 @@ def test_pool_decodes_a_batch_across_files_and_sizes(tmp_path: Path) -> None:
         assert_painted_frame(frame, int(file_index[n]) // 2, int(frames_of[n]))
     with pytest.raises(IndexError, match="targets frame 99"):
         pool.decode(files, file_index[:1], timestamps[:1], target[:1], np.array([99]), outputs)
+
+
+def _ffmpeg_reports_errors(path: Path) -> bool:
+    """Whether FFmpeg's command-line tool, decoding every frame, logs any error for `path`."""
+    completed = subprocess.run(
+        ["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-f", "null", "-"], capture_output=True
+    )
+    return completed.returncode != 0 or bool(completed.stderr.strip())
+
+
+@requires_ffmpeg()
+def test_damage_only_the_demuxers_parser_reports_is_an_error(tmp_path: Path) -> None:
+    """libdav1d decodes some AV1 frame headers with flipped bits into wrong pixels without a word;
+    FFmpeg's AV1 parser, run by the demuxer over each packet, rejects them in its log. Every flip in
+    the headers of a few packets either raises VideoDecodeError or leaves every frame as recorded."""
+    spec = write_v3_dataset(
+        tmp_path / "data", fps=10, episode_lengths=[10], cameras={"c": CameraSpec(64, 64)}
+    )
+    path = spec.episodes[0].videos["c"].path
+    timestamps = np.arange(10) / 10
+    recorded = VideoDecoder(str(path)).decode(timestamps, 1e-4)
+    listing = subprocess.run(
+        ["ffprobe", "-v", "error", "-select_streams", "0", "-show_entries", "packet=pos", "-of", "csv=p=0", str(path)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    packet_starts = [int(line) for line in listing.stdout.split()]
+    pristine = path.read_bytes()
+    damaged = tmp_path / "damaged.mp4"
+    outcomes = []
+    for start in packet_starts[1:5]:
+        for offset in range(start + 4, start + 28):
+            data = bytearray(pristine)
+            data[offset] ^= 0xFF
+            damaged.write_bytes(bytes(data))
+            if not _ffmpeg_reports_errors(damaged):
+                continue  # a flip no decoder can tell from valid data
+            try:
+                frames = VideoDecoder(str(damaged)).decode(timestamps, 1e-4)
+            except VideoDecodeError as error:
+                assert "damaged.mp4" in str(error)
+                outcomes.append("error")
+                continue
+            assert np.array_equal(frames, recorded), f"byte {offset} flipped: wrong frames without an error"
+            outcomes.append("same")
+    assert "error" in outcomes

@@ -28,11 +28,15 @@ std::string error_text(int averror) {
 
 namespace {
 
+thread_local bool* t_logged_error_flag =
+    nullptr;  // the innermost ThreadLoggedErrors on this thread
+
 // Records errors a decoder logs in the flag its context's `opaque` points at (see
-// report_logged_errors), then hands the message to FFmpeg's own callback, which prints it only
-// when DEXLOOP_FFMPEG_LOG is set.
+// report_logged_errors) and errors logged inside a ThreadLoggedErrors scope, then hands the message
+// to FFmpeg's own callback, which prints it only when DEXLOOP_FFMPEG_LOG is set.
 void log_callback(void* object, int level, const char* format, va_list arguments) {
   // FFmpeg's convention: a non-null logging object starts with its AVClass pointer.
+  if (level <= AV_LOG_ERROR && t_logged_error_flag != nullptr) *t_logged_error_flag = true;
   if (level <= AV_LOG_ERROR && object != nullptr &&
       *static_cast<const AVClass* const*>(object) == avcodec_get_class()) {
     auto* context = static_cast<AVCodecContext*>(object);
@@ -56,5 +60,11 @@ void quiet_logging_once() {
 void report_logged_errors(AVCodecContext* context, std::atomic<bool>* flag) {
   context->opaque = flag;
 }
+
+ThreadLoggedErrors::ThreadLoggedErrors(bool* flag) : enclosing_(t_logged_error_flag) {
+  t_logged_error_flag = flag;
+}
+
+ThreadLoggedErrors::~ThreadLoggedErrors() { t_logged_error_flag = enclosing_; }
 
 }  // namespace dexloop::video::ffmpeg

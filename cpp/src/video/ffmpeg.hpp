@@ -53,4 +53,19 @@ void quiet_logging_once();
 // flagging the frame. Needs quiet_logging_once() first; `flag` must outlive the context.
 void report_logged_errors(AVCodecContext* context, std::atomic<bool>* flag);
 
+// While alive, makes `*flag` true whenever FFmpeg logs an error on this thread, from any context.
+// The demuxer, and the parser it runs over each packet, log through contexts dexloop does not own:
+// FFmpeg's AV1 parser rejects damaged OBU headers that libdav1d decodes anyway, into wrong pixels,
+// and says so only in its log. Scopes nest; needs quiet_logging_once() first.
+class ThreadLoggedErrors {
+ public:
+  explicit ThreadLoggedErrors(bool* flag);
+  ~ThreadLoggedErrors();
+  ThreadLoggedErrors(const ThreadLoggedErrors&) = delete;
+  ThreadLoggedErrors& operator=(const ThreadLoggedErrors&) = delete;
+
+ private:
+  bool* enclosing_;
+};
+
 }  // namespace dexloop::video::ffmpeg

@@ -67,6 +67,9 @@ struct VideoDecoder::Impl {
   bool current_damaged = false;
   bool references_damaged = false;
   std::atomic<bool> decoder_logged_error{false};  // set by FFmpeg's log callback (ffmpeg.cpp)
+  // Timestamps of packets during whose demuxing (and parsing) FFmpeg logged an error, not yet
+  // matched to a decoded frame: the first frame at or after one is damaged, with what follows it.
+  std::vector<int64_t> damaged_packet_pts;
   double query_in_progress_s = std::numeric_limits<double>::quiet_NaN();
 
   bool positioned = false;   // decoding continues from an earlier seek
@@ -170,6 +173,7 @@ struct VideoDecoder::Impl {
     has_previous = has_current = false;
     previous_damaged = current_damaged = references_damaged = false;
     decoder_logged_error = false;
+    damaged_packet_pts.clear();
     input_ended = drained = false;
     last_packet_dts = std::numeric_limits<int64_t>::min();
     packets_since_seek = 0;
@@ -218,7 +222,9 @@ struct VideoDecoder::Impl {
         if (is_keyframe(scratch.get())) references_damaged = false;
         // An error logged since the previous frame may belong to this one or to one not yet
         // output (reordering): either way the frames from here to the next keyframe are suspect.
-        if (decoded_with_errors(scratch.get()) || decoder_logged_error.exchange(false)) {
+        bool follows_damage = follows_damaged_packet(frame_pts(scratch.get()));
+        if (decoded_with_errors(scratch.get()) || decoder_logged_error.exchange(false) ||
+            follows_damage) {
           references_damaged = true;
         }
         std::swap(previous, current);
@@ -243,12 +249,28 @@ struct VideoDecoder::Impl {
     }
   }
 
+  // Whether a damaged packet's frame is this frame (presentation time `pts`) or one before it that
+  // the decoder never output; forgets the packets it accounts for.
+  bool follows_damaged_packet(int64_t pts) {
+    if (damaged_packet_pts.empty()) return false;
+    auto accounted = std::remove_if(damaged_packet_pts.begin(), damaged_packet_pts.end(),
+                                    [pts](int64_t damaged) { return damaged <= pts; });
+    bool any = accounted != damaged_packet_pts.end();
+    damaged_packet_pts.erase(accounted, damaged_packet_pts.end());
+    return any;
+  }
+
   void read_and_send_packet() {
     while (true) {
       if (++packets_since_seek > packet_budget) {
         fail("read more packets than the stream holds; the file is corrupt");
       }
-      int result = av_read_frame(format.get(), packet.get());
+      bool demuxing_logged_error = false;
+      int result;
+      {
+        ffmpeg::ThreadLoggedErrors errors(&demuxing_logged_error);
+        result = av_read_frame(format.get(), packet.get());
+      }
       if (result == AVERROR_EOF) {
         input_ended = true;
         result = avcodec_send_packet(codec.get(), nullptr);
@@ -261,6 +283,11 @@ struct VideoDecoder::Impl {
         continue;
       }
       if (packet->dts != kNoTimestamp) last_packet_dts = packet->dts;
+      if (demuxing_logged_error) {
+        // Without a timestamp, the next frame out is the first that can be the damaged one.
+        damaged_packet_pts.push_back(
+            packet->pts != kNoTimestamp ? packet->pts : std::numeric_limits<int64_t>::min());
+      }
       result = avcodec_send_packet(codec.get(), packet.get());
       av_packet_unref(packet.get());
       if (result < 0 && result != AVERROR(EAGAIN)) fail("decoding a packet failed", result);
