@@ -594,6 +594,21 @@ def test_so101_calibration_end_to_end(so101, tmp_path, monkeypatch):
     assert json.loads(path.read_text())["gripper"]["range_max"] == maxes["gripper"]
 
 
+def test_feetech_calibration_is_read_motor_by_motor_as_lerobot_does(so_bus, so101):
+    """One READ per register and motor, as LeRobot's FeetechMotorsBus makes them: a motor reporting an
+    error while its calibration is read is an error, where a sync read would pass its values on."""
+    so101.write_register(2, "Homing_Offset", 100)
+    so101.reset_counters()
+    calibration = so_bus.read_calibration()
+    assert so101.instruction_counts() == {READ: 3 * 6}
+    assert calibration["shoulder_lift"] == MotorCalibration(2, 0, 100, *registers(so101, "Min_Position_Limit", [2]),
+                                                            *registers(so101, "Max_Position_Limit", [2]))  # fmt: skip
+    so101.set_error_bits(5, 0x20)
+    with pytest.raises(ServoError, match="overload"):
+        so_bus.read_calibration()
+    so101.set_error_bits(5, 0)
+
+
 def test_koch_half_turn_homings_and_calibration(koch_bus, koch):
     koch_bus.disable_torque()
     for motor in koch_bus.motors:

@@ -208,16 +208,15 @@ class FeetechMotorsBus(MotorsBus):
         """Homing_Offset (protocol 0), Min_Position_Limit and Max_Position_Limit of every motor; drive_mode
         is always 0 (Feetech has no drive-mode register).
 
-        Protocol 0 reads them with three SYNC_READs where LeRobot makes 3 READs per motor: same values,
-        fewer round trips (servo error bits are then ignored, as in every sync read)."""
-        if self.protocol_version == 0:
-            offsets = self.sync_read("Homing_Offset", normalize=False)
-            mins = self.sync_read("Min_Position_Limit", normalize=False)
-            maxes = self.sync_read("Max_Position_Limit", normalize=False)
-        else:
-            offsets = dict.fromkeys(self.motors, 0)
-            mins = {motor: self.read("Min_Position_Limit", motor, normalize=False) for motor in self.motors}
-            maxes = {motor: self.read("Max_Position_Limit", motor, normalize=False) for motor in self.motors}
+        One READ per register and motor, as LeRobot makes them: a READ reports the motor's error bits
+        (a sync read ignores them), and protocol 1 (SCS series) has no SYNC_READ at all."""
+        offsets, mins, maxes = {}, {}, {}
+        for motor in self.motors:
+            mins[motor] = self.read("Min_Position_Limit", motor, normalize=False)
+            maxes[motor] = self.read("Max_Position_Limit", motor, normalize=False)
+            offsets[motor] = (
+                self.read("Homing_Offset", motor, normalize=False) if self.protocol_version == 0 else 0
+            )
         return {
             motor: MotorCalibration(
                 id=m.id,
