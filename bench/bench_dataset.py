@@ -12,6 +12,8 @@ In the same run it measures the baselines the ratios are printed against:
 
 * the decode-bound limit: FFmpeg decoding only the frames those very batches need (a plain FFmpeg loop
   with no colour conversion and no output, on as many threads as dexloop uses, files already open);
+* the same reader with the cross-checks of its batch path bypassed (ChecksBypassed), in alternating
+  rounds: their cost is the ratio checked / bypassed;
 * LeRobot 0.6.1's own LeRobotDataset (torchcodec backend) at num_workers 0 and 2 (spawned workers,
   prefetch 4, persistent, as lerobot-train sets them), when ``lerobot`` is importable in this Python.
   The environment of shared/tools/lerobot-peer.sh has it: install dexloop there too
@@ -219,6 +221,40 @@ def profile_batches(dataset: LeRobotDataset, order: np.ndarray, batches: int) ->
     }
 
 
+class ChecksBypassed(LeRobotDataset):
+    """The reader with the cross-checks of its batch path bypassed (index validation, the check of
+    each video file against the metadata on first use): the baseline for what those checks cost. The
+    decoder's damage flags are read in C++ with each frame; they are covered by the decode-bound
+    limit, which reads none of them."""
+
+    def _rows(self, indices):
+        rows = np.asarray(indices, dtype=np.int64)
+        return np.where(rows < 0, rows + len(self), rows)
+
+    def _check_video_file(self, file: int) -> None:
+        pass
+
+
+def cross_check_cost(
+    make_checked: Callable, make_bypassed: Callable, order: np.ndarray, warmup: int, batches: int, rounds: int
+) -> dict:
+    """samples/s of the batch path (0 workers) with and without the cross-checks, measured in
+    alternation so that a change in the machine's load hits both alike; medians over `rounds`."""
+    runs: dict[str, list[float]] = {"checked": [], "bypassed": []}
+    for _ in range(rounds):
+        for name, make in (("checked", make_checked), ("bypassed", make_bypassed)):
+            runs[name].append(measure(make, order, 0, warmup, batches)["samples_per_s"])
+    checked, bypassed = (float(np.median(runs[name])) for name in ("checked", "bypassed"))
+    spread = max(np.ptp(values) / np.median(values) for values in runs.values())
+    return {
+        "checked_samples_per_s": checked,
+        "bypassed_samples_per_s": bypassed,
+        "checked_over_bypassed": checked / bypassed,
+        "round_to_round_spread": float(spread),
+        "runs": runs,
+    }
+
+
 def lerobot_factory(root: Path, query: dict) -> Callable | None:
     try:
         from lerobot.datasets.lerobot_dataset import LeRobotDataset as LeRobotReference
@@ -270,6 +306,7 @@ def plot(results: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     labels = list(results["queries"])
+    queries = [results["queries"][label] for label in labels]
     series = [
         ("dexloop, 0 workers", lambda q: q["dexloop"]["workers_0"]["samples_per_s"]),
         ("dexloop, 2 workers", lambda q: q["dexloop"].get("workers_2", {}).get("samples_per_s")),
@@ -283,17 +320,39 @@ def plot(results: dict, path: Path) -> None:
         ),
         ("decode-bound limit", lambda q: q["decode_bound"]["samples_per_s"]),
     ]
-    figure, axis = plt.subplots(figsize=(8, 4.5))
+    figure, (axis, checks_axis) = plt.subplots(1, 2, figsize=(11, 4.5), width_ratios=[2.2, 1])
     width = 0.16
     for number, (name, get) in enumerate(series):
-        values = [get(results["queries"][label]) or 0 for label in labels]
-        bars = axis.bar(np.arange(len(labels)) + (number - 2) * width, values, width, label=name)
+        values = [get(q) or 0 for q in queries]
+        bars = axis.bar(
+            np.arange(len(labels)) + (number - (len(series) - 1) / 2) * width, values, width, label=name
+        )
         axis.bar_label(bars, fmt="%.0f", fontsize=7)
     axis.set_xticks(np.arange(len(labels)), [f"{label}-style query" for label in labels])
     axis.set_ylabel("samples / s (batch 32, shuffled)")
     system = results["system"]
-    axis.set_title(f"LeRobot dataset loading, 2 AV1 cameras 320x240 ({system['cores']} cores)", fontsize=10)
+    axis.set_title(
+        f"LeRobot dataset loading, 2 AV1 cameras 320x240 ({system['cpu']}, {system['cores']} cores)",
+        fontsize=10,
+    )
     axis.legend(fontsize=8)
+    # The cost of the cross-checks: medians of the alternating rounds, whiskers to the extremes.
+    width = 0.35
+    for number, name in enumerate(("checked", "bypassed")):
+        runs = [q["cross_checks"]["runs"][name] for q in queries]
+        medians = [float(np.median(r)) for r in runs]
+        whiskers = [
+            [m - min(r) for m, r in zip(medians, runs, strict=True)],
+            [max(r) - m for m, r in zip(medians, runs, strict=True)],
+        ]
+        bars = checks_axis.bar(
+            np.arange(len(labels)) + (number - 0.5) * width, medians, width, yerr=whiskers, capsize=3,
+            label=f"cross-checks {name}", color=("tab:blue", "tab:gray")[number],
+        )  # fmt: skip
+        checks_axis.bar_label(bars, fmt="%.0f", fontsize=7, label_type="center", color="white")
+    checks_axis.set_xticks(np.arange(len(labels)), labels)
+    checks_axis.set_title("cost of the cross-checks (dexloop, 0 workers)", fontsize=10)
+    checks_axis.legend(fontsize=8, loc="lower right")
     figure.tight_layout()
     figure.savefig(path, dpi=120)
 
@@ -314,6 +373,12 @@ def main() -> None:
         "--skip-lerobot", action="store_true", help="do not measure LeRobot even if importable"
     )
     parser.add_argument("--profile", action="store_true", help="print the profile of dexloop's batch path")
+    parser.add_argument(
+        "--check-rounds",
+        type=int,
+        default=5,
+        help="alternating rounds measuring the cross-checks' cost (%(default)s)",
+    )
     args = parser.parse_args()
 
     root = ensure_dataset(args.data)
@@ -330,6 +395,13 @@ def main() -> None:
         record["dexloop"] = {
             f"workers_{w}": measure(make, order, w, args.warmup, args.batches) for w in (0, 2)
         }
+
+        def make_bypassed(query=query):
+            return ChecksBypassed("bench/act_dp", root=root, delta_timestamps=query, return_uint8=True)
+
+        record["cross_checks"] = cross_check_cost(
+            make, make_bypassed, order, args.warmup, args.batches, args.check_rounds
+        )
         record["decode_bound"] = decode_bound(make(), order, query, args.warmup, args.batches, threads)
         record["profile"] = profile_batches(make(), order, min(args.batches, 20))
         reference = None if args.skip_lerobot else lerobot_factory(root, query)
@@ -345,6 +417,12 @@ def main() -> None:
             f"{name:10s} dexloop w0 {ours:7.1f}/s  w2 {record['dexloop']['workers_2']['samples_per_s']:7.1f}/s  "
             f"decode-bound {limit:7.1f}/s  ({100 * ours / limit:.0f}% of the limit; "
             f"{100 * record['profile']['native_decode_share']:.0f}% of the batch path in C++ decoding)"
+        )
+        cost = record["cross_checks"]
+        line += (
+            f"\n{'':10s} cross-checks: {cost['checked_samples_per_s']:7.1f}/s checked, "
+            f"{cost['bypassed_samples_per_s']:7.1f}/s bypassed -> ratio {cost['checked_over_bypassed']:.3f} "
+            f"(rounds differ by up to {100 * cost['round_to_round_spread']:.0f}%)"
         )
         if "lerobot" in record:
             best = max(v["samples_per_s"] for v in record["lerobot"].values())
