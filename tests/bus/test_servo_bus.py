@@ -169,28 +169,50 @@ def test_a_silent_motor_does_not_hold_up_the_next_read_of_another(
 ) -> None:
     """After a read of a vanished motor fails, the fence goes to a motor that answers, so a read
     of a healthy one succeeds at its first try."""
-    with simulated_bus(robot) as sim:
-        servo_bus = open_bus(sim, vendor, protocol)
-        position = bus.find_model(sim.simulator.model(1)).registers["Present_Position"]
-        assert servo_bus.read(5, position) == sim.read(5, "Present_Position")  # 5 answered last
-        sim.vanish(5)
-        with pytest.raises(BusTimeoutError, match="motor 5"):
-            servo_bus.read(5, position)
-        assert servo_bus.read(2, position, retries=0) == sim.read(2, "Present_Position")
-        assert servo_bus.traffic["fences"] == 1
+    # Up to three tries of the scenario, as a loaded machine can hold a reply past its deadline; a
+    # fence sent to the silent motor fails every one.
+    for scenario in range(3):
+        with simulated_bus(robot) as sim:
+            servo_bus = open_bus(sim, vendor, protocol)
+            position = bus.find_model(sim.simulator.model(1)).registers["Present_Position"]
+            assert servo_bus.read(5, position, retries=2) == sim.read(5, "Present_Position")  # 5 answers last
+            sim.vanish(5)
+            fences = servo_bus.traffic["fences"]
+            with pytest.raises(BusTimeoutError, match="motor 5"):
+                servo_bus.read(5, position)
+            try:
+                value = servo_bus.read(2, position, retries=0)
+            except BusTimeoutError:
+                if scenario == 2:
+                    raise
+                continue
+            assert value == sim.read(2, "Present_Position")
+            assert servo_bus.traffic["fences"] == fences + 1
+            break
 
 
 @pytest.mark.parametrize(("robot", "vendor", "protocol"), [("so101", "feetech", 0), ("koch", "dynamixel", 2)])
 def test_reads_after_a_broadcast_ping_need_no_fence(robot: str, vendor: str, protocol: int) -> None:
     """Late answers to a broadcast PING are ping-shaped: reads of other lengths cannot take them
     for their own replies, so they go without a fence (as LeRobot's scan sends them)."""
-    with simulated_bus(robot) as sim:
-        servo_bus = open_bus(sim, vendor, protocol)
-        found = servo_bus.broadcast_ping(20.0)
-        assert sorted(found) == IDS.tolist()
-        position = bus.find_model(sim.simulator.model(1)).registers["Present_Position"]
-        assert servo_bus.read(3, position) == sim.read(3, "Present_Position")
-        assert servo_bus.traffic["fences"] == 0
-        # A ping of the ping's length may meet a late answer: that one is fenced.
-        servo_bus.ping(3)
-        assert servo_bus.traffic["fences"] == 1
+    # A loaded machine (or a descheduled virtual CPU) can hold the read's reply past its deadline; the
+    # failed read then rightly fences the next one. Up to three scans: one with no such delay must
+    # read without a fence, where a driver that fences after every broadcast ping never does.
+    for scan in range(3):
+        with simulated_bus(robot) as sim:
+            servo_bus = open_bus(sim, vendor, protocol)
+            found = servo_bus.broadcast_ping(20.0)
+            assert sorted(found) == IDS.tolist()
+            position = bus.find_model(sim.simulator.model(1)).registers["Present_Position"]
+            try:
+                value = servo_bus.read(3, position, retries=0)
+            except BusTimeoutError:
+                if scan == 2:
+                    raise
+                continue
+            assert value == sim.read(3, "Present_Position")
+            assert servo_bus.traffic["fences"] == 0
+            # A ping of the ping's length may meet a late answer: that one is fenced.
+            servo_bus.ping(3)
+            assert servo_bus.traffic["fences"] == 1
+            break
