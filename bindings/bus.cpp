@@ -81,8 +81,8 @@ void check(const ServoBus& servo_bus, const Result& result, const std::string& o
                              ": corrupt status packet (checksum or truncation) while waiting for" +
                              motor + tries);
     case Status::kWrongId:
-      throw BusProtocolError(where + ": a reply from another id came while waiting for" +
-                             motor + tries);
+      throw BusProtocolError(where + ": a reply from another id came while waiting for" + motor +
+                             tries);
     case Status::kBadLength:
       throw BusProtocolError(
           where + ": status packet of" + motor + " has the wrong length" +

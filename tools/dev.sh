@@ -13,7 +13,8 @@ TORCHLESS_TESTS=(tests/bus tests/motors tests/sim tests/cli)
 export PIP_CONSTRAINT=$ROOT/.ci/constraints.txt
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
-SYSTEM_PACKAGES=(libavformat-dev libavcodec-dev libavutil-dev libswscale-dev pkg-config libgtest-dev ffmpeg g++)
+SYSTEM_PACKAGES=(libavformat-dev libavcodec-dev libavutil-dev libswscale-dev pkg-config libgtest-dev ffmpeg g++
+  clang-format)
 
 usage() {
   cat <<'EOF'
@@ -21,6 +22,7 @@ usage: bash tools/dev.sh <command>
   demo             build everything, then load the shipped LeRobot dataset and print an item
   test             build everything, then run the C++ tests (ctest) and pytest
   setup            only build
+  lint             ruff check, ruff format --check and clang-format --dry-run -Werror over the repo
   test-torchless   build and run the tests that need no torch, in a venv without it
                    (for a Python with no local CPU torch wheel: DEXLOOP_PYTHON=python3.12)
 EOF
@@ -120,6 +122,15 @@ case "${1:-}" in
     "$VENV/bin/ctest" --test-dir build/cpp --output-on-failure
     log "Python tests"
     "$VENV/bin/python" -m pytest -q
+    ;;
+  lint)
+    ensure_system_packages
+    create_venv
+    "$VENV/bin/pip" install -q ruff
+    log "ruff check, ruff format --check, clang-format"
+    "$VENV/bin/ruff" check .
+    "$VENV/bin/ruff" format --check .
+    git ls-files -z '*.cpp' '*.hpp' | xargs -0 clang-format --dry-run -Werror
     ;;
   test-torchless)
     ensure_system_packages
