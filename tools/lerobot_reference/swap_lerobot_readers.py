@@ -20,7 +20,7 @@ import lerobot.datasets  # noqa: F401 - loads every module that imports the name
 import lerobot.datasets.dataset_metadata as lerobot_metadata_module
 import lerobot.datasets.lerobot_dataset as lerobot_dataset_module
 
-import dexloop.datasets.hub as dexloop_hub
+import dexloop.hub as dexloop_hub
 from dexloop.datasets.lerobot_dataset import LeRobotDataset as DexloopDataset
 from dexloop.datasets.metadata import LeRobotDatasetMetadata as DexloopMetadata
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import re
 from pathlib import Path
 from typing import Any
 
 from dexloop.errors import DatasetError, DatasetVersionError
+from dexloop.hub import parse_version
 
 CODEBASE_VERSION = "v3.0"
 INFO_PATH = "meta/info.json"
@@ -88,13 +88,6 @@ class DatasetInfo:
     def version(self) -> tuple[int, int]:
         """``codebase_version`` as (major, minor), e.g. (3, 0)."""
         return parse_version(self.codebase_version)
-
-
-def parse_version(text: str) -> tuple[int, int]:
-    match = re.fullmatch(r"v?(\d+)(?:\.(\d+))?(?:\.\d+)*", str(text).strip())
-    if match is None:
-        raise ValueError(f"not a codebase version: {text!r}")
-    return int(match.group(1)), int(match.group(2) or 0)
 
 
 def load_info(root: Path) -> DatasetInfo:

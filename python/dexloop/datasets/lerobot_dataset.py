@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from dexloop import _core
+from dexloop import _core, hub
 from dexloop.errors import (
     DatasetArgumentError,
     DatasetError,
@@ -33,7 +33,7 @@ from dexloop.errors import (
     DeltaTimestampsError,
 )
 
-from . import cross_checks, hub
+from . import cross_checks
 from .collate import samples_of
 from .frame_table import FrameTable
 from .info import CODEBASE_VERSION, frame_size

@@ -25,9 +25,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from dexloop import hub
 from dexloop.errors import DatasetArgumentError, DatasetError, DatasetIndexError
 
-from . import hub
 from .info import (
     CODEBASE_VERSION,
     EPISODES_DIR,

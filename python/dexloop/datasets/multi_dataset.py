@@ -15,9 +15,9 @@ from pathlib import Path
 
 import torch
 
+from dexloop import hub
 from dexloop.errors import DatasetArgumentError, DatasetIndexError
 
-from . import hub
 from .lerobot_dataset import LeRobotDataset
 from .stats import aggregate_stats
 

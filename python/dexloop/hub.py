@@ -1,9 +1,10 @@
-"""Fetching datasets from the Hugging Face Hub, where LeRobot keeps them.
+"""Fetching repositories (datasets; later, policy checkpoints) from the Hugging Face Hub, where
+LeRobot keeps them. The one module that talks to huggingface_hub.
 
 Local copies live where LeRobot puts them: ``root`` when given, else ``$HF_LEROBOT_HOME/<repo_id>``
 (default ``~/.cache/huggingface/lerobot``), and downloads without ``root`` go to the revision-safe
-snapshot cache ``$HF_LEROBOT_HOME/hub``. Offline, a missing dataset is a DatasetNotFoundError that
-says what is missing and how to fix it, never a hang.
+snapshot cache ``$HF_LEROBOT_HOME/hub``. Offline, a missing repository is a typed error (for datasets
+DatasetNotFoundError) that says what is missing and how to fix it, never a hang.
 """
 
 from __future__ import annotations
@@ -12,9 +13,15 @@ import os
 import re
 from pathlib import Path
 
-from dexloop.errors import DatasetNotFoundError
+from dexloop.errors import DatasetNotFoundError, DexloopError
 
-from .info import CODEBASE_VERSION, parse_version
+
+def parse_version(text: str) -> tuple[int, int]:
+    """(major, minor) of a version tag such as LeRobot's codebase versions ``v3.0`` or ``v2.1``."""
+    match = re.fullmatch(r"v?(\d+)(?:\.(\d+))?(?:\.\d+)*", str(text).strip())
+    if match is None:
+        raise ValueError(f"not a codebase version: {text!r}")
+    return int(match.group(1)), int(match.group(2) or 0)
 
 
 def lerobot_home() -> Path:
@@ -41,30 +48,39 @@ def is_offline() -> bool:
     return value.strip().upper() in {"1", "ON", "YES", "TRUE"}
 
 
-def _not_found(repo_id: str, what: str, reason: str) -> DatasetNotFoundError:
-    return DatasetNotFoundError(
-        f"dataset {repo_id!r}: {what} is not available locally and could not be downloaded from the "
+# The error raised when a repository of each type cannot be had, locally or from the Hub.
+NOT_FOUND_ERRORS: dict[str, type[DexloopError]] = {"dataset": DatasetNotFoundError}
+
+
+def _not_found(repo_id: str, repo_type: str, what: str, reason: str) -> DexloopError:
+    return NOT_FOUND_ERRORS[repo_type](
+        f"{repo_type} {repo_id!r}: {what} is not available locally and could not be downloaded from the "
         f"Hugging Face Hub ({reason}). Pass root= pointing at a complete local copy, or connect and "
         "unset HF_HUB_OFFLINE."
     )
 
 
 def resolve_revision(
-    repo_id: str, revision: str | None, what: str = "the dataset", token: str | bool | None = None
+    repo_id: str,
+    revision: str,
+    what: str = "the dataset",
+    token: str | bool | None = None,
+    repo_type: str = "dataset",
 ) -> str:
     """The Hub revision to download: an explicit one as given; for LeRobot's codebase-version tags
-    (the default ``v3.0``), the newest tag of the same major version not newer than requested."""
-    wanted = revision or CODEBASE_VERSION
+    (``v3.0``, the datasets' default), the newest tag of the same major version not newer than
+    requested."""
+    wanted = revision
     if not re.fullmatch(r"v\d+(\.\d+)*", wanted):
         return wanted
     if is_offline():
-        raise _not_found(repo_id, what, "HF_HUB_OFFLINE is set")
+        raise _not_found(repo_id, repo_type, what, "HF_HUB_OFFLINE is set")
     try:
         from huggingface_hub import HfApi
 
-        refs = HfApi(token=token).list_repo_refs(repo_id, repo_type="dataset")
+        refs = HfApi(token=token).list_repo_refs(repo_id, repo_type=repo_type)
     except Exception as error:
-        raise _not_found(repo_id, what, f"{type(error).__name__}: {error}") from error
+        raise _not_found(repo_id, repo_type, what, f"{type(error).__name__}: {error}") from error
     target = parse_version(wanted)
     versions = []
     for ref in [*refs.branches, *refs.tags]:
@@ -75,8 +91,8 @@ def resolve_revision(
     compatible = [(v, name) for v, name in versions if v[0] == target[0] and v <= target]
     if not compatible:
         found = sorted(name for _, name in versions) or "none"
-        raise DatasetNotFoundError(
-            f"dataset {repo_id!r} has no revision compatible with {wanted} on the Hub (version tags: {found})"
+        raise NOT_FOUND_ERRORS[repo_type](
+            f"{repo_type} {repo_id!r} has no revision compatible with {wanted} on the Hub (version tags: {found})"
         )
     return max(compatible)[1]
 
@@ -84,19 +100,20 @@ def resolve_revision(
 def download(
     repo_id: str,
     *,
-    revision: str | None,
+    revision: str,
     local_dir: Path | None,
     allow_patterns: list[str] | str | None = None,
     ignore_patterns: list[str] | str | None = None,
     what: str = "the dataset",
     token: str | bool | None = None,
+    repo_type: str = "dataset",
 ) -> tuple[Path, str]:
-    """Downloads files of a dataset repository at ``revision`` (resolved with resolve_revision);
-    returns the directory holding them and the revision used. Without ``local_dir`` the files go to
-    the revision-safe snapshot cache and the directory returned is the snapshot's."""
-    revision = resolve_revision(repo_id, revision, what, token)
+    """Downloads files of a repository at ``revision`` (resolved with resolve_revision); returns the
+    directory holding them and the revision used. Without ``local_dir`` the files go to the
+    revision-safe snapshot cache and the directory returned is the snapshot's."""
+    revision = resolve_revision(repo_id, revision, what, token, repo_type)
     if is_offline():
-        raise _not_found(repo_id, what, "HF_HUB_OFFLINE is set")
+        raise _not_found(repo_id, repo_type, what, "HF_HUB_OFFLINE is set")
     try:
         from huggingface_hub import snapshot_download
 
@@ -104,7 +121,7 @@ def download(
         if local_dir is None:
             snapshot = snapshot_download(
                 repo_id,
-                repo_type="dataset",
+                repo_type=repo_type,
                 revision=revision,
                 cache_dir=hub_cache(),
                 allow_patterns=allow_patterns,
@@ -115,7 +132,7 @@ def download(
         local_dir.mkdir(parents=True, exist_ok=True)
         snapshot_download(
             repo_id,
-            repo_type="dataset",
+            repo_type=repo_type,
             revision=revision,
             local_dir=local_dir,
             allow_patterns=allow_patterns,
@@ -123,7 +140,7 @@ def download(
             **token_kwargs,
         )
         return local_dir, revision
-    except DatasetNotFoundError:
+    except DexloopError:
         raise
     except Exception as error:
-        raise _not_found(repo_id, what, f"{type(error).__name__}: {error}") from error
+        raise _not_found(repo_id, repo_type, what, f"{type(error).__name__}: {error}") from error
