@@ -5,13 +5,16 @@
 namespace nb = nanobind;
 
 NB_MODULE(_core, module) {
-  module.doc() = "dexloop's native core: video decoding and dataset index maths";
+  module.doc() =
+      "dexloop's native core: video decoding and encoding, dataset index maths, servo buses";
   // Objects still referenced from cycles torch or numpy hold at interpreter exit are reclaimed by
   // the OS; nanobind's leak report would only be noise for users.
   nb::set_leak_warnings(false);
   dexloop::bindings::register_errors(module);
-  nb::module_ video = module.def_submodule("video", "FFmpeg-backed frame-accurate video decoding");
+  nb::module_ video =
+      module.def_submodule("video", "FFmpeg-backed frame-accurate video decoding and encoding");
   dexloop::bindings::register_video(video);
+  dexloop::bindings::register_video_encoding(video);
   nb::module_ dataset = module.def_submodule("dataset", "Episode index maths of delta_timestamps");
   dexloop::bindings::register_dataset(dataset);
   nb::module_ bus = module.def_submodule(

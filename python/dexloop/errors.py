@@ -53,6 +53,11 @@ class VideoDecodeError(DexloopError):
     or frames of another size than the dataset declares."""
 
 
+class VideoEncodeError(DexloopError):
+    """A video file cannot be created or encoded: unknown codec or option, a frame of the wrong size,
+    a full disk. The message names the file."""
+
+
 class FrameTimestampError(DexloopError, ValueError):
     """No decoded frame lies within ``tolerance_s`` of a queried timestamp (LeRobot raises a
     ValueError subclass of the same name)."""
@@ -121,4 +126,5 @@ __all__ = [
     "SafetyLimitError",
     "ServoError",
     "VideoDecodeError",
+    "VideoEncodeError",
 ]

@@ -25,6 +25,12 @@ class VideoDecodeError : public Error {
   using Error::Error;
 };
 
+// A video file cannot be created or encoded (unknown codec or option, wrong frame size, disk full).
+class VideoEncodeError : public Error {
+ public:
+  using Error::Error;
+};
+
 // The nearest decoded frame is further from a queried timestamp than the tolerance allows.
 class FrameTimestampError : public Error {
  public:

@@ -16,7 +16,7 @@ namespace dexloop::video {
 namespace {
 
 struct OpenFile {
-  ffmpeg::FormatContext format;
+  ffmpeg::InputFormatContext format;
   ffmpeg::CodecContext codec;
   int stream = -1;
   double time_base = 0.0;

@@ -52,7 +52,12 @@ void log_callback(void* object, int level, const char* format, va_list arguments
 void quiet_logging_once() {
   static std::once_flag once;
   std::call_once(once, [] {
-    if (std::getenv("DEXLOOP_FFMPEG_LOG") == nullptr) av_log_set_level(AV_LOG_QUIET);
+    if (std::getenv("DEXLOOP_FFMPEG_LOG") == nullptr) {
+      av_log_set_level(AV_LOG_QUIET);
+      // SVT-AV1 prints its configuration to stderr on every encoder it opens, unless told (before
+      // the first one) to report errors only; a user's own SVT_LOG is left as it is.
+      setenv("SVT_LOG", "1", /*overwrite=*/0);
+    }
     av_log_set_callback(log_callback);
   });
 }

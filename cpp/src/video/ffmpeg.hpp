@@ -16,8 +16,20 @@ extern "C" {
 
 namespace dexloop::video::ffmpeg {
 
-struct FormatContextCloser {
+// A format context opened for demuxing (avformat_open_input) and one allocated for muxing
+// (avformat_alloc_output_context2) are released differently, so they are distinct types.
+struct InputFormatContextCloser {
   void operator()(AVFormatContext* context) const { avformat_close_input(&context); }
+};
+struct OutputFormatContextFreer {
+  void operator()(AVFormatContext* context) const {
+    // A custom AVIOContext (AVFMT_FLAG_CUSTOM_IO) belongs to whoever made it.
+    if (context->pb != nullptr && !(context->flags & AVFMT_FLAG_CUSTOM_IO) &&
+        !(context->oformat->flags & AVFMT_NOFILE)) {
+      avio_closep(&context->pb);
+    }
+    avformat_free_context(context);
+  }
 };
 struct CodecContextFreer {
   void operator()(AVCodecContext* context) const { avcodec_free_context(&context); }
@@ -32,11 +44,22 @@ struct SwsContextFreer {
   void operator()(SwsContext* context) const { sws_freeContext(context); }
 };
 
-using FormatContext = std::unique_ptr<AVFormatContext, FormatContextCloser>;
+using InputFormatContext = std::unique_ptr<AVFormatContext, InputFormatContextCloser>;
+using OutputFormatContext = std::unique_ptr<AVFormatContext, OutputFormatContextFreer>;
 using CodecContext = std::unique_ptr<AVCodecContext, CodecContextFreer>;
 using Frame = std::unique_ptr<AVFrame, FrameFreer>;
 using Packet = std::unique_ptr<AVPacket, PacketFreer>;
 using ScaleContext = std::unique_ptr<SwsContext, SwsContextFreer>;
+
+// Owns an AVDictionary of options; FFmpeg's calls take `&dictionary.raw` and leave in it the
+// entries they did not consume.
+struct Dictionary {
+  AVDictionary* raw = nullptr;
+  Dictionary() = default;
+  Dictionary(const Dictionary&) = delete;
+  Dictionary& operator=(const Dictionary&) = delete;
+  ~Dictionary() { av_dict_free(&raw); }
+};
 
 Frame make_frame();
 Packet make_packet();

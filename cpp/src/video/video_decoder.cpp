@@ -48,7 +48,7 @@ bool is_keyframe(const AVFrame* frame) {
 struct VideoDecoder::Impl {
   std::string path;
   StreamInfo info;
-  ffmpeg::FormatContext format;
+  ffmpeg::InputFormatContext format;
   ffmpeg::CodecContext codec;
   AVStream* stream = nullptr;
   int stream_index = -1;

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from dexloop._core.video import DecoderPool, StreamInfo, VideoDecoder
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["DecoderPool", "StreamInfo", "VideoDecoder", "decode_video_frames"]
 
@@ -29,6 +32,8 @@ def decode_video_frames(
     """LeRobot's ``decode_video_frames``: the frames nearest `timestamps` (seconds) as a torch tensor
     (N, 3, H, W), float32 in [0, 1] or uint8 with `return_uint8`. `backend` is accepted for
     compatibility and ignored. Raises FrameTimestampError when a frame is further than tolerance_s."""
+    import torch  # here: decoding into numpy and encoding need no torch
+
     decoder = VideoDecoder(str(video_path))
     frames = torch.from_numpy(decoder.decode(np.asarray(timestamps, dtype=np.float64), tolerance_s))
     return frames if return_uint8 else frames.to(torch.float32).div_(255)

@@ -1,0 +1,452 @@
+#include "dexloop/video/video_encoder.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <limits>
+#include <utility>
+
+#include "dexloop/error.hpp"
+#include "ffmpeg.hpp"
+
+namespace dexloop::video {
+namespace {
+
+constexpr int kIoBufferBytes = 1 << 16;
+
+// avio_alloc_context's write callback takes const data from FFmpeg 7 (libavformat 61) on.
+#if LIBAVFORMAT_VERSION_MAJOR >= 61
+using IoData = const uint8_t*;
+#else
+using IoData = uint8_t*;
+#endif
+
+[[noreturn]] void fail(const std::string& path, const std::string& what) {
+  throw VideoEncodeError(path + ": " + what);
+}
+
+[[noreturn]] void fail(const std::string& path, const std::string& what, int averror) {
+  fail(path, what + " (" + ffmpeg::error_text(averror) + ")");
+}
+
+// The file an encoder writes, through a file descriptor of its own so that each ended episode can
+// be fsynced: FFmpeg's own file protocol offers no way to reach the descriptor.
+class FileOutput {
+ public:
+  FileOutput(const std::string& path, bool exclusive) : path_(path) {
+    int flags = O_WRONLY | O_CREAT | O_CLOEXEC | (exclusive ? O_EXCL : O_TRUNC);
+    fd_ = ::open(path.c_str(), flags, 0644);
+    if (fd_ < 0) {
+      fail(path, errno == EEXIST
+                     ? "the file already exists; a recording never overwrites one"
+                     : std::string("cannot create the file (") + std::strerror(errno) + ")");
+    }
+    auto* buffer = static_cast<unsigned char*>(av_malloc(kIoBufferBytes));
+    if (buffer == nullptr) throw std::bad_alloc();
+    io_ = avio_alloc_context(buffer, kIoBufferBytes, 1, this, nullptr, &FileOutput::write,
+                             &FileOutput::seek);
+    if (io_ == nullptr) {
+      av_free(buffer);
+      throw std::bad_alloc();
+    }
+  }
+  ~FileOutput() {
+    if (io_ != nullptr) {
+      av_freep(&io_->buffer);
+      avio_context_free(&io_);
+    }
+    if (fd_ >= 0) ::close(fd_);
+  }
+  FileOutput(const FileOutput&) = delete;
+  FileOutput& operator=(const FileOutput&) = delete;
+
+  AVIOContext* io() const { return io_; }
+
+  // Everything written so far reaches the disk (or a VideoEncodeError says why not).
+  void sync() {
+    avio_flush(io_);
+    if (io_->error < 0) fail(path_, "writing the file failed", io_->error);
+    if (write_errno_ != 0)
+      fail(path_, std::string("writing the file failed (") + std::strerror(write_errno_) + ")");
+    if (::fsync(fd_) != 0) fail(path_, std::string("fsync failed (") + std::strerror(errno) + ")");
+  }
+
+ private:
+  static int write(void* opaque, IoData data, int size) {
+    auto* self = static_cast<FileOutput*>(opaque);
+    int left = size;
+    while (left > 0) {
+      ssize_t written = ::write(self->fd_, data, static_cast<size_t>(left));
+      if (written < 0 && errno == EINTR) continue;
+      if (written <= 0) {
+        self->write_errno_ = written < 0 ? errno : ENOSPC;
+        return AVERROR(self->write_errno_);
+      }
+      data += written;
+      left -= static_cast<int>(written);
+    }
+    return size;
+  }
+
+  static int64_t seek(void* opaque, int64_t offset, int whence) {
+    auto* self = static_cast<FileOutput*>(opaque);
+    if (whence == AVSEEK_SIZE) return -1;
+    off_t result = ::lseek(self->fd_, static_cast<off_t>(offset), whence & ~AVSEEK_FORCE);
+    return result < 0 ? AVERROR(errno) : result;
+  }
+
+  std::string path_;
+  int fd_ = -1;
+  int write_errno_ = 0;
+  AVIOContext* io_ = nullptr;
+};
+
+// An encoder by its own name (libx264) or by its codec's (h264: FFmpeg's preferred encoder of it),
+// as PyAV resolves the names LeRobot passes.
+const AVCodec* find_video_encoder(const std::string& name) {
+  const AVCodec* codec = avcodec_find_encoder_by_name(name.c_str());
+  if (codec == nullptr) {
+    if (const AVCodecDescriptor* descriptor = avcodec_descriptor_get_by_name(name.c_str())) {
+      codec = avcodec_find_encoder(descriptor->id);
+    }
+  }
+  return codec != nullptr && codec->type == AVMEDIA_TYPE_VIDEO ? codec : nullptr;
+}
+
+std::string extradata_of(const AVCodecContext* context) {
+  if (context->extradata == nullptr || context->extradata_size <= 0) return {};
+  return std::string(reinterpret_cast<const char*>(context->extradata),
+                     static_cast<size_t>(context->extradata_size));
+}
+
+}  // namespace
+
+struct VideoEncoder::Impl {
+  std::string path;
+  EncoderSettings settings;
+  const AVCodec* codec = nullptr;
+  AVPixelFormat pix_fmt = AV_PIX_FMT_NONE;
+
+  std::unique_ptr<FileOutput> output;
+  ffmpeg::OutputFormatContext muxer;
+  AVStream* stream = nullptr;
+  ffmpeg::CodecContext encoder;  // the codec instance of the episode in progress, if any
+  // The episode's encoded packets, muxed only when it ends: discarding an episode then leaves no
+  // trace in the file. Compressed frames are small (tens of kB), so an episode fits in memory.
+  std::vector<ffmpeg::Packet> episode_packets;
+  std::string stream_header;  // extradata written into the file's header
+
+  ffmpeg::Frame frame = ffmpeg::make_frame();
+  ffmpeg::Packet packet = ffmpeg::make_packet();
+  ffmpeg::ScaleContext scaler;
+
+  int64_t frames_in_file = 0;
+  int64_t pending = 0;
+  int64_t last_dts = std::numeric_limits<int64_t>::min();  // in stream ticks
+  bool closed = false;
+
+  [[noreturn]] void fail(const std::string& what) const { video::fail(path, what); }
+  [[noreturn]] void fail(const std::string& what, int averror) const {
+    video::fail(path, what, averror);
+  }
+
+  void open(const std::string& file, const EncoderSettings& wanted) {
+    ffmpeg::quiet_logging_once();
+    path = file;
+    settings = wanted;
+    if (settings.width <= 0 || settings.height <= 0) {
+      fail("frame size " + std::to_string(settings.width) + "x" + std::to_string(settings.height) +
+           " is not positive");
+    }
+    if (settings.fps <= 0) fail("fps " + std::to_string(settings.fps) + " is not positive");
+    if (settings.gop <= 0)
+      fail("keyframe interval g=" + std::to_string(settings.gop) + " is not positive");
+    codec = find_video_encoder(settings.codec);
+    if (codec == nullptr) {
+      fail("no video encoder named '" + settings.codec + "' in this FFmpeg build");
+    }
+    pix_fmt = av_get_pix_fmt(settings.pix_fmt.c_str());
+    if (pix_fmt == AV_PIX_FMT_NONE) fail("unknown pixel format '" + settings.pix_fmt + "'");
+
+    // The first episode's codec instance is opened now: its stream header goes into the file's.
+    open_encoder();
+    stream_header = extradata_of(encoder.get());
+
+    AVFormatContext* raw = nullptr;
+    int result = avformat_alloc_output_context2(&raw, nullptr, "mp4", path.c_str());
+    if (result < 0 || raw == nullptr) fail("cannot set up the mp4 muxer", result);
+    muxer.reset(raw);
+    output = std::make_unique<FileOutput>(path, /*exclusive=*/true);
+    muxer->pb = output->io();
+    muxer->flags |= AVFMT_FLAG_CUSTOM_IO;
+    stream = avformat_new_stream(muxer.get(), nullptr);
+    if (stream == nullptr) throw std::bad_alloc();
+    result = avcodec_parameters_from_context(stream->codecpar, encoder.get());
+    if (result < 0) fail("cannot describe the stream", result);
+    stream->time_base = encoder->time_base;
+    stream->avg_frame_rate = encoder->framerate;
+    // Fragmented: an empty index first, then one fragment per episode, written when it ends.
+    ffmpeg::Dictionary muxer_options;
+    av_dict_set(&muxer_options.raw, "movflags",
+                "frag_custom+empty_moov+default_base_moof+negative_cts_offsets", 0);
+    result = avformat_write_header(muxer.get(), &muxer_options.raw);
+    if (result < 0) fail("cannot write the mp4 header", result);
+    output->sync();
+  }
+
+  void open_encoder() {
+    ffmpeg::CodecContext context(avcodec_alloc_context3(codec));
+    if (!context) throw std::bad_alloc();
+    context->width = settings.width;
+    context->height = settings.height;
+    context->pix_fmt = pix_fmt;
+    context->time_base = AVRational{1, settings.fps};
+    context->framerate = AVRational{settings.fps, 1};
+    context->gop_size = settings.gop;
+    context->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;  // mp4 keeps the stream header in its index
+    if (settings.threads > 0) context->thread_count = settings.threads;
+    ffmpeg::Dictionary options;
+    for (const auto& [key, value] : settings.options) {
+      av_dict_set(&options.raw, key.c_str(), value.c_str(), 0);
+    }
+    int result = avcodec_open2(context.get(), codec, &options.raw);
+    if (result < 0) {
+      fail("cannot open encoder " + settings.codec + " for " + std::to_string(settings.width) +
+               "x" + std::to_string(settings.height) + " " + settings.pix_fmt,
+           result);
+    }
+    if (const AVDictionaryEntry* unused =
+            av_dict_get(options.raw, "", nullptr, AV_DICT_IGNORE_SUFFIX)) {
+      fail(std::string("encoder ") + settings.codec + " has no option '" + unused->key + "'");
+    }
+    encoder = std::move(context);
+  }
+
+  void ensure_frame_buffer() {
+    if (frame->data[0] != nullptr) {
+      int result = av_frame_make_writable(frame.get());
+      if (result < 0) fail("cannot allocate a frame", result);
+      return;
+    }
+    frame->format = pix_fmt;
+    frame->width = settings.width;
+    frame->height = settings.height;
+    int result = av_frame_get_buffer(frame.get(), 0);
+    if (result < 0) fail("cannot allocate a frame", result);
+  }
+
+  void add_frame(const uint8_t* rgb, int64_t row_stride) {
+    if (closed) fail("the encoder is closed");
+    if (!encoder) {
+      open_encoder();
+      if (extradata_of(encoder.get()) != stream_header) {
+        fail("the codec's stream header changed between episodes; the file cannot hold both");
+      }
+    }
+    const int width = settings.width;
+    const int height = settings.height;
+    if (row_stride == 0) row_stride = int64_t{3} * width;
+    if (row_stride < int64_t{3} * width || row_stride > std::numeric_limits<int>::max()) {
+      fail("row stride " + std::to_string(row_stride) + " is shorter than a row of " +
+           std::to_string(width) + " RGB pixels");
+    }
+    ensure_frame_buffer();
+    // The same conversion PyAV applies to LeRobot's frames: swscale's default (BT.601, limited
+    // range).
+    scaler.reset(sws_getCachedContext(scaler.release(), width, height, AV_PIX_FMT_RGB24, width,
+                                      height, pix_fmt, SWS_BILINEAR, nullptr, nullptr, nullptr));
+    if (!scaler) fail("cannot convert RGB frames to " + settings.pix_fmt);
+    const uint8_t* planes[4] = {rgb, nullptr, nullptr, nullptr};
+    const int strides[4] = {static_cast<int>(row_stride), 0, 0, 0};
+    sws_scale(scaler.get(), planes, strides, 0, height, frame->data, frame->linesize);
+    frame->pts = frames_in_file + pending;
+    int result = avcodec_send_frame(encoder.get(), frame.get());
+    if (result < 0) fail("encoding frame " + std::to_string(frame->pts) + " failed", result);
+    ++pending;
+    collect_packets();
+  }
+
+  // Takes every packet the codec has ready into the episode's packets.
+  void collect_packets() {
+    while (true) {
+      int result = avcodec_receive_packet(encoder.get(), packet.get());
+      if (result == AVERROR(EAGAIN) || result == AVERROR_EOF) return;
+      if (result < 0) fail("encoding failed", result);
+      av_packet_rescale_ts(packet.get(), encoder->time_base, stream->time_base);
+      packet->stream_index = stream->index;
+      episode_packets.push_back(ffmpeg::make_packet());
+      av_packet_move_ref(episode_packets.back().get(), packet.get());
+    }
+  }
+
+  // Muxes the episode's packets into one fragment.
+  void write_episode_packets() {
+    for (ffmpeg::Packet& episode_packet : episode_packets) {
+      AVPacket* packet = episode_packet.get();
+      if (packet->dts != AV_NOPTS_VALUE) {
+        // A fresh codec instance per episode may restart decode times below the last episode's
+        // (codecs that reorder frames start their decode clock early): the file needs them rising.
+        if (packet->dts <= last_dts) {
+          fail("episode decode times overlap the previous episode's (codec " + settings.codec +
+               " reorders frames across the episode boundary)");
+        }
+        last_dts = packet->dts;
+      }
+      int result = av_write_frame(muxer.get(), packet);
+      if (result < 0) fail("writing a packet failed", result);
+    }
+    episode_packets.clear();
+  }
+
+  EncodedEpisode end_episode() {
+    if (closed) fail("the encoder is closed");
+    if (pending == 0) fail("an episode needs at least one frame");
+    int result = avcodec_send_frame(encoder.get(), nullptr);
+    if (result < 0) fail("draining the encoder failed", result);
+    collect_packets();
+    encoder.reset();
+    write_episode_packets();
+    result = av_write_frame(muxer.get(), nullptr);  // frag_custom: write the fragment now
+    if (result < 0) fail("writing the episode's fragment failed", result);
+    output->sync();
+    EncodedEpisode episode;
+    episode.first_frame = frames_in_file;
+    episode.frames = pending;
+    episode.from_timestamp = static_cast<double>(frames_in_file) / settings.fps;
+    episode.to_timestamp = static_cast<double>(frames_in_file + pending) / settings.fps;
+    frames_in_file += pending;
+    pending = 0;
+    return episode;
+  }
+
+  void discard_episode() {
+    encoder.reset();
+    episode_packets.clear();
+    pending = 0;
+  }
+
+  void close() {
+    if (closed) return;
+    if (pending > 0) fail("close() with an episode in progress; end_episode() first");
+    closed = true;
+    int result = av_write_trailer(muxer.get());
+    if (result < 0) fail("writing the end of the file failed", result);
+    output->sync();
+    muxer.reset();
+    output.reset();
+    rewrite_as_regular_mp4(path, frames_in_file);
+  }
+};
+
+VideoEncoder::VideoEncoder(const std::string& path, const EncoderSettings& settings)
+    : impl_(std::make_unique<Impl>()) {
+  impl_->open(path, settings);
+}
+
+VideoEncoder::~VideoEncoder() = default;
+VideoEncoder::VideoEncoder(VideoEncoder&&) noexcept = default;
+VideoEncoder& VideoEncoder::operator=(VideoEncoder&&) noexcept = default;
+
+void VideoEncoder::add_frame(const uint8_t* rgb, int64_t row_stride) {
+  impl_->add_frame(rgb, row_stride);
+}
+EncodedEpisode VideoEncoder::end_episode() { return impl_->end_episode(); }
+int64_t VideoEncoder::pending_frames() const { return impl_->pending; }
+int64_t VideoEncoder::frames_in_file() const { return impl_->frames_in_file; }
+const std::string& VideoEncoder::path() const { return impl_->path; }
+void VideoEncoder::discard_episode() { impl_->discard_episode(); }
+void VideoEncoder::close() { impl_->close(); }
+
+std::string video_encoder_name(const std::string& name) {
+  const AVCodec* codec = find_video_encoder(name);
+  return codec != nullptr ? codec->name : "";
+}
+
+int64_t rewrite_as_regular_mp4(const std::string& path, int64_t keep_frames) {
+  ffmpeg::quiet_logging_once();
+  AVFormatContext* raw_input = nullptr;
+  int result = avformat_open_input(&raw_input, path.c_str(), nullptr, nullptr);
+  if (result < 0) fail(path, "cannot open the file to rewrite it", result);
+  ffmpeg::InputFormatContext input(raw_input);
+  result = avformat_find_stream_info(input.get(), nullptr);
+  if (result < 0) fail(path, "cannot read the stream information", result);
+  int video = av_find_best_stream(input.get(), AVMEDIA_TYPE_VIDEO, -1, -1, nullptr, 0);
+  if (video < 0) fail(path, "no video stream in the file");
+  const AVStream* source = input->streams[video];
+
+  const std::string temporary = path + ".rewrite.tmp";
+  std::remove(temporary.c_str());
+  AVFormatContext* raw_output = nullptr;
+  result = avformat_alloc_output_context2(&raw_output, nullptr, "mp4", temporary.c_str());
+  if (result < 0 || raw_output == nullptr) fail(path, "cannot set up the mp4 muxer", result);
+  ffmpeg::OutputFormatContext output(raw_output);
+  auto file = std::make_unique<FileOutput>(temporary, /*exclusive=*/false);
+  output->pb = file->io();
+  output->flags |= AVFMT_FLAG_CUSTOM_IO;
+  AVStream* target = avformat_new_stream(output.get(), nullptr);
+  if (target == nullptr) throw std::bad_alloc();
+  result = avcodec_parameters_copy(target->codecpar, source->codecpar);
+  if (result < 0) fail(path, "cannot copy the stream parameters", result);
+  target->codecpar->codec_tag = 0;
+  target->time_base = source->time_base;
+  target->avg_frame_rate = source->avg_frame_rate;
+  ffmpeg::Dictionary options;
+  av_dict_set(&options.raw, "movflags", "+faststart", 0);
+  result = avformat_write_header(output.get(), &options.raw);
+  if (result < 0) fail(path, "cannot write the mp4 header", result);
+
+  // A fragmented mp4 cannot start decoding before time 0, so the muxer shifted a reordering codec's
+  // timestamps (x265: two frames) to make the first decode time 0. The first frame is put back at 0
+  // (a regular mp4 keeps negative decode times in its edit list), where frame_index / fps puts it.
+  const int64_t shift = source->start_time != AV_NOPTS_VALUE ? source->start_time : 0;
+  ffmpeg::Packet packet = ffmpeg::make_packet();
+  int64_t written = 0;
+  while (keep_frames < 0 || written < keep_frames) {
+    result = av_read_frame(input.get(), packet.get());
+    if (result == AVERROR_EOF) break;
+    if (result < 0) {
+      if (keep_frames < 0) break;  // a truncated last fragment: keep what came before it
+      fail(path, "reading frame " + std::to_string(written) + " failed", result);
+    }
+    if (packet->stream_index != video) {
+      av_packet_unref(packet.get());
+      continue;
+    }
+    if ((packet->flags & AV_PKT_FLAG_CORRUPT) != 0) {
+      av_packet_unref(packet.get());
+      if (keep_frames < 0) break;
+      fail(path, "frame " + std::to_string(written) + " is incomplete");
+    }
+    if (packet->pts != AV_NOPTS_VALUE) packet->pts -= shift;
+    if (packet->dts != AV_NOPTS_VALUE) packet->dts -= shift;
+    av_packet_rescale_ts(packet.get(), source->time_base, target->time_base);
+    packet->stream_index = target->index;
+    packet->pos = -1;
+    result = av_write_frame(output.get(), packet.get());
+    av_packet_unref(packet.get());
+    if (result < 0) fail(path, "writing frame " + std::to_string(written) + " failed", result);
+    ++written;
+  }
+  if (keep_frames >= 0 && written < keep_frames) {
+    fail(path, "holds " + std::to_string(written) + " complete frames where " +
+                   std::to_string(keep_frames) + " were expected");
+  }
+  if (written == 0) fail(path, "holds no complete frame");
+  // faststart moves the index to the front: it reads the file back through its path and rewrites
+  // it through our (seekable) output.
+  result = av_write_trailer(output.get());
+  if (result < 0) fail(path, "writing the index failed", result);
+  file->sync();
+  output.reset();
+  file.reset();
+  input.reset();
+  if (std::rename(temporary.c_str(), path.c_str()) != 0) {
+    fail(path, std::string("cannot replace the file (") + std::strerror(errno) + ")");
+  }
+  return written;
+}
+
+}  // namespace dexloop::video

@@ -1,0 +1,122 @@
+// VideoEncoder and StreamingEncoder round trips through VideoDecoder: episodes appended to one mp4
+// at exact timestamps, readable after every end_episode, and typed errors for bad settings.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "dexloop/error.hpp"
+#include "dexloop/video/streaming_encoder.hpp"
+#include "dexloop/video/video_decoder.hpp"
+#include "dexloop/video/video_encoder.hpp"
+#include "test_videos.hpp"
+
+namespace dexloop::video {
+namespace {
+
+constexpr int kWidth = 64;
+constexpr int kHeight = 64;
+constexpr int kFps = 10;
+
+std::string fresh_path(const std::string& name) {
+  std::filesystem::path path = testing::scratch_dir() / (name + ".mp4");
+  std::filesystem::remove(path);
+  return path.string();
+}
+
+EncoderSettings settings(const std::string& codec) {
+  EncoderSettings s;
+  s.codec = codec;
+  s.width = kWidth;
+  s.height = kHeight;
+  s.fps = kFps;
+  if (codec == "libsvtav1") s.options = {{"crf", "30"}, {"preset", "12"}};
+  if (codec == "libx264") s.options = {{"preset", "veryfast"}};
+  return s;
+}
+
+// The red level of the middle pixel of each decoded frame at `times`.
+std::vector<int> decoded_reds(const std::string& path, const std::vector<double>& times) {
+  VideoDecoder decoder(path);
+  std::vector<uint8_t> frames(times.size() * rgb_frame_bytes(decoder.info()));
+  decoder.decode_at(times, 1e-4, frames.data(), FrameLayout::kHWC);
+  std::vector<int> reds;
+  for (size_t i = 0; i < times.size(); ++i) {
+    const size_t middle = (static_cast<size_t>(kHeight / 2) * kWidth + kWidth / 2) * 3;
+    reds.push_back(frames[i * rgb_frame_bytes(decoder.info()) + middle]);
+  }
+  return reds;
+}
+
+// The presentation times of the first `count` frames of a file.
+std::vector<double> first_times(int count) {
+  std::vector<double> times;
+  for (int f = 0; f < count; ++f) times.push_back(f / static_cast<double>(kFps));
+  return times;
+}
+
+std::vector<int> first_frames(int count) {
+  std::vector<int> frames;
+  for (int f = 0; f < count; ++f) frames.push_back(f);
+  return frames;
+}
+
+void expect_painted(const std::vector<int>& reds, const std::vector<int>& frames) {
+  ASSERT_EQ(reds.size(), frames.size());
+  for (size_t i = 0; i < reds.size(); ++i) {
+    EXPECT_NEAR(reds[i], testing::painted_red(frames[i]), 8) << "frame " << i;
+  }
+}
+
+TEST(VideoEncoder, AppendsEpisodesReadableAfterEachEnds) {
+  for (const std::string codec : {"libsvtav1", "libx264"}) {
+    const std::string path = fresh_path("encoder_" + codec);
+    VideoEncoder encoder(path, settings(codec));
+    for (int f = 0; f < 4; ++f) encoder.add_frame(testing::paint(f, kWidth, kHeight).data());
+    EncodedEpisode first = encoder.end_episode();
+    EXPECT_EQ(first.first_frame, 0);
+    EXPECT_EQ(first.frames, 4);
+    EXPECT_DOUBLE_EQ(first.to_timestamp, 0.4);
+    // The fragmented file already holds the ended episode.
+    expect_painted(decoded_reds(path, first_times(4)), first_frames(4));
+    for (int f = 4; f < 9; ++f) encoder.add_frame(testing::paint(f, kWidth, kHeight).data());
+    EncodedEpisode second = encoder.end_episode();
+    EXPECT_EQ(second.first_frame, 4);
+    EXPECT_DOUBLE_EQ(second.from_timestamp, 0.4);
+    encoder.close();
+    expect_painted(decoded_reds(path, first_times(9)), first_frames(9));
+    EXPECT_EQ(VideoDecoder(path).info().frame_count, 9) << codec;
+  }
+}
+
+TEST(StreamingEncoder, EncodesQueuedFramesInOrderAndCountsWaits) {
+  const std::string path = fresh_path("streaming_encoder");
+  StreamingEncoder encoder(path, settings("libx264"), /*queue_frames=*/1);
+  for (int f = 0; f < 12; ++f) encoder.add_frame(testing::paint(f, kWidth, kHeight).data());
+  EncodedEpisode episode = encoder.end_episode();
+  EXPECT_EQ(episode.frames, 12);
+  EncoderQueueStats stats = encoder.stats();
+  EXPECT_EQ(stats.frames_encoded, 12);
+  EXPECT_GT(stats.full_waits, 0);
+  encoder.close();
+  expect_painted(decoded_reds(path, first_times(12)), first_frames(12));
+}
+
+TEST(VideoEncoder, RejectsBadSettingsWithTypedErrors) {
+  EncoderSettings unknown = settings("libx264");
+  unknown.codec = "no-such-encoder";
+  EXPECT_THROW(VideoEncoder(fresh_path("bad_codec"), unknown), VideoEncodeError);
+  EncoderSettings option = settings("libx264");
+  option.options.push_back({"no-such-option", "1"});
+  EXPECT_THROW(VideoEncoder(fresh_path("bad_option"), option), VideoEncodeError);
+  EXPECT_EQ(video_encoder_name("h264"), "libx264");
+  EXPECT_EQ(video_encoder_name("no-such-encoder"), "");
+  const std::string path = fresh_path("exists");
+  { VideoEncoder(path, settings("libx264")); }
+  EXPECT_THROW(VideoEncoder(path, settings("libx264")), VideoEncodeError);
+}
+
+}  // namespace
+}  // namespace dexloop::video

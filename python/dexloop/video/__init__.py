@@ -1,0 +1,31 @@
+"""Video for LeRobot datasets, on dexloop's C++ FFmpeg core.
+
+decoder: frame-accurate decoding by timestamp (VideoDecoder, DecoderPool, LeRobot's decode_video_frames).
+encoder: streaming encoding of camera frames into a dataset's mp4 files with LeRobot's encoder settings
+(VideoEncoderConfig, StreamingEncoder, open_encoder).
+"""
+
+from .decoder import DecoderPool, StreamInfo, VideoDecoder, decode_video_frames
+from .encoder import (
+    EncodedEpisode,
+    EncoderQueueStats,
+    RGBEncoderConfig,
+    StreamingEncoder,
+    VideoEncoderConfig,
+    open_encoder,
+    rewrite_as_regular_mp4,
+)
+
+__all__ = [
+    "DecoderPool",
+    "EncodedEpisode",
+    "EncoderQueueStats",
+    "RGBEncoderConfig",
+    "StreamInfo",
+    "StreamingEncoder",
+    "VideoDecoder",
+    "VideoEncoderConfig",
+    "decode_video_frames",
+    "open_encoder",
+    "rewrite_as_regular_mp4",
+]

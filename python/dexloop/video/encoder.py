@@ -1,0 +1,192 @@
+"""Streaming video encoding with LeRobot's encoder settings, on dexloop's C++ encoder.
+
+LeRobot describes how a camera is encoded with ``VideoEncoderConfig`` (``lerobot.configs.video``):
+codec, pixel format, GOP, CRF, preset, fast-decode and extra codec options, translated per codec
+into FFmpeg options by ``get_codec_options``. The same dataclasses live here with the same fields,
+defaults, validation and translation, so a config written into a dataset's ``info.json`` by either
+library means the same encoding. ``open_encoder`` starts a ``StreamingEncoder`` for one camera file:
+
+    config = RGBEncoderConfig()                        # libsvtav1, yuv420p, g=2, crf=30, preset=12
+    encoder = open_encoder("videos/.../file-000.mp4", config, width=640, height=480, fps=30)
+    encoder.add_frame(rgb)                             # uint8 (H, W, 3); waits if the queue is full
+    episode = encoder.end_episode()                    # from_timestamp / to_timestamp of its frames
+    encoder.close()                                    # a regular mp4, as LeRobot writes
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from dexloop._core.video import (
+    EncodedEpisode,
+    EncoderQueueStats,
+    StreamingEncoder,
+    rewrite_as_regular_mp4,
+    video_encoder_name,
+)
+from dexloop.errors import VideoEncodeError
+
+__all__ = [
+    "HW_VIDEO_CODECS",
+    "LIBSVTAV1_DEFAULT_PRESET",
+    "EncodedEpisode",
+    "EncoderQueueStats",
+    "RGBEncoderConfig",
+    "StreamingEncoder",
+    "VideoEncoderConfig",
+    "open_encoder",
+    "rewrite_as_regular_mp4",
+]
+
+logger = logging.getLogger(__name__)
+
+# Hardware encoders "auto" tries, in LeRobot's order of preference.
+HW_VIDEO_CODECS = [
+    "h264_videotoolbox",
+    "hevc_videotoolbox",
+    "h264_nvenc",
+    "hevc_nvenc",
+    "h264_vaapi",
+    "h264_qsv",
+]
+VALID_VIDEO_CODECS = frozenset({"h264", "hevc", "libsvtav1", "libaom-av1", "auto", *HW_VIDEO_CODECS})
+VIDEO_CODECS_ALIASES = {"av1": "libsvtav1"}  # the stream's codec name, as info.json records it
+LIBSVTAV1_DEFAULT_PRESET = 12
+
+
+@dataclass
+class VideoEncoderConfig:
+    """LeRobot's ``VideoEncoderConfig``: how one camera's frames are encoded."""
+
+    vcodec: str = "libsvtav1"
+    pix_fmt: str = "yuv420p"
+    g: int | None = 2
+    crf: int | float | None = 30
+    preset: int | str | None = None
+    fast_decode: int = 0
+    video_backend: str = "pyav"  # recorded in info.json as LeRobot does; dexloop encodes in C++
+    extra_options: dict[str, Any] = field(default_factory=dict)
+
+    _DEFAULT_CHANNELS: ClassVar[int | None] = None
+
+    def __post_init__(self) -> None:
+        self.resolve_vcodec()
+        if self.preset is None and self.vcodec == "libsvtav1":
+            self.preset = LIBSVTAV1_DEFAULT_PRESET
+        if self.g is not None and (not isinstance(self.g, int) or isinstance(self.g, bool) or self.g <= 0):
+            raise ValueError(f"g (the keyframe interval) must be a positive integer, got {self.g!r}")
+
+    def resolve_vcodec(self) -> None:
+        """LeRobot's rule: aliases rewritten, the name checked, "auto" resolved to the first hardware
+        encoder this FFmpeg has (else libsvtav1), and the encoder required to exist."""
+        self.vcodec = VIDEO_CODECS_ALIASES.get(self.vcodec, self.vcodec)
+        if self.vcodec not in VALID_VIDEO_CODECS:
+            raise ValueError(f"Invalid vcodec '{self.vcodec}'. Must be one of: {sorted(VALID_VIDEO_CODECS)}")
+        if self.vcodec == "auto":
+            for encoder in HW_VIDEO_CODECS:
+                if video_encoder_name(encoder):
+                    logger.info("Auto-selected video codec: %s", encoder)
+                    self.vcodec = encoder
+                    return
+            logger.warning("No hardware encoder available, falling back to software encoder 'libsvtav1'")
+            self.vcodec = "libsvtav1"
+        if not video_encoder_name(self.vcodec):
+            raise ValueError(
+                f"Unsupported video codec: {self.vcodec}: this FFmpeg build has no encoder for it"
+            )
+
+    def get_codec_options(
+        self, encoder_threads: int | None = None, as_strings: bool = False
+    ) -> dict[str, Any]:
+        """The FFmpeg options of this config, per codec as LeRobot translates them (``g`` always;
+        ``extra_options`` last, never overriding a structured field)."""
+        options: dict[str, Any] = {}
+
+        def set_if(key: str, value: Any) -> None:
+            if value is not None:
+                options[key] = str(value) if as_strings else value
+
+        set_if("g", self.g)
+        if self.vcodec == "libsvtav1":
+            set_if("crf", self.crf)
+            set_if("preset", self.preset)
+            parts = []
+            if self.fast_decode is not None:
+                parts.append(f"fast-decode={max(0, min(2, self.fast_decode))}")
+            if encoder_threads is not None:
+                parts.append(f"lp={encoder_threads}")
+            if parts:
+                set_if("svtav1-params", ":".join(parts))
+        elif self.vcodec in ("h264", "hevc"):
+            set_if("crf", self.crf)
+            set_if("preset", self.preset)
+            if self.fast_decode:
+                set_if("tune", "fastdecode")
+            set_if("threads", encoder_threads)
+        elif self.vcodec == "libaom-av1":
+            set_if("crf", self.crf)
+            set_if("preset", self.preset)
+            if encoder_threads is not None:
+                set_if("threads", encoder_threads)
+                set_if("row-mt", 1)
+        elif self.vcodec in ("h264_videotoolbox", "hevc_videotoolbox"):
+            if self.crf is not None:
+                set_if("q:v", max(1, min(100, 100 - self.crf * 2)))
+        elif self.vcodec in ("h264_nvenc", "hevc_nvenc"):
+            set_if("rc", 0)
+            set_if("qp", self.crf)
+            set_if("preset", self.preset)
+        elif self.vcodec == "h264_vaapi":
+            set_if("qp", self.crf)
+        elif self.vcodec == "h264_qsv":
+            set_if("global_quality", self.crf)
+            set_if("preset", self.preset)
+        else:
+            set_if("crf", self.crf)
+            set_if("preset", self.preset)
+        for key, value in self.extra_options.items():
+            if key not in options:
+                set_if(key, value)
+        return options
+
+
+@dataclass
+class RGBEncoderConfig(VideoEncoderConfig):
+    """LeRobot's ``RGBEncoderConfig``: a VideoEncoderConfig for 3-channel camera streams."""
+
+    _DEFAULT_CHANNELS: ClassVar[int] = 3
+
+
+def open_encoder(
+    path: str,
+    config: VideoEncoderConfig,
+    *,
+    width: int,
+    height: int,
+    fps: int,
+    encoder_threads: int | None = None,
+    queue_frames: int = 30,
+) -> StreamingEncoder:
+    """A StreamingEncoder creating `path` with `config`'s settings (VideoEncodeError if the codec
+    rejects them). ``g`` becomes the keyframe interval, the other options go to the codec as
+    given; ``threads`` sets the codec's own thread count where LeRobot passes it as an option."""
+    options = config.get_codec_options(encoder_threads, as_strings=True)
+    gop = int(options.pop("g", 0) or 0) or 12  # FFmpeg's own default where g is None
+    threads = int(options.pop("threads", 0) or 0)
+    try:
+        return StreamingEncoder(
+            str(path),
+            video_encoder_name(config.vcodec),
+            int(width),
+            int(height),
+            int(fps),
+            pix_fmt=config.pix_fmt,
+            gop=gop,
+            options=list(options.items()),
+            threads=threads,
+            queue_frames=queue_frames,
+        )
+    except TypeError as error:
+        raise VideoEncodeError(f"{path}: {error}") from error

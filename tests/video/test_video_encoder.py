@@ -1,0 +1,232 @@
+"""The streaming encoder: LeRobot's codecs and settings, episodes appended to one mp4 with exact
+timestamps, every ended episode on disk when end_episode returns (a killed recording keeps them),
+back-pressure instead of dropped frames, and typed errors for bad frames and settings."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dexloop.errors import VideoEncodeError
+from dexloop.video import (
+    RGBEncoderConfig,
+    VideoDecoder,
+    VideoEncoderConfig,
+    open_encoder,
+    rewrite_as_regular_mp4,
+)
+
+from conftest import requires_ffmpeg
+from synth import assert_painted_frame, paint_frame, probe_video
+
+pytestmark = requires_ffmpeg()
+
+FPS = 10
+HEIGHT, WIDTH = 64, 96  # SVT-AV1 takes frames of 64 pixels and more on each side
+CONFIGS = {
+    "av1": RGBEncoderConfig(),  # LeRobot's default: libsvtav1, yuv420p, g=2, crf=30, preset 12
+    "h264": RGBEncoderConfig(vcodec="h264", preset="veryfast"),
+    "hevc": RGBEncoderConfig(
+        vcodec="hevc", preset="ultrafast", extra_options={"x265-params": "log-level=error"}
+    ),
+}
+
+
+def record(path: Path, config: VideoEncoderConfig, lengths: list[int], **kwargs) -> list:
+    encoder = open_encoder(str(path), config, width=WIDTH, height=HEIGHT, fps=FPS, **kwargs)
+    episodes = []
+    for episode, length in enumerate(lengths):
+        for frame in range(length):
+            encoder.add_frame(paint_frame(episode, frame, HEIGHT, WIDTH))
+        episodes.append(encoder.end_episode())
+    encoder.close()
+    return episodes
+
+
+def assert_episodes_read_back(path: Path, episodes: list, lengths: list[int]) -> None:
+    decoder = VideoDecoder(str(path))
+    assert decoder.info.frame_count == sum(lengths)
+    for index, (episode, length) in enumerate(zip(episodes, lengths, strict=True)):
+        assert episode.frames == length
+        times = episode.from_timestamp + np.arange(length) / FPS
+        frames = decoder.decode(times, 1e-4, channels_last=True)
+        for frame_index in range(length):
+            assert_painted_frame(frames[frame_index], index, frame_index)
+
+
+@pytest.mark.parametrize("codec", sorted(CONFIGS))
+def test_episodes_are_appended_to_one_mp4_with_exact_timestamps(tmp_path: Path, codec: str) -> None:
+    lengths = [6, 5, 7]
+    path = tmp_path / "file-000.mp4"
+    episodes = record(path, CONFIGS[codec], lengths)
+    starts = np.cumsum([0, *lengths[:-1]])
+    assert [e.first_frame for e in episodes] == starts.tolist()
+    assert [e.from_timestamp for e in episodes] == pytest.approx((starts / FPS).tolist(), abs=1e-12)
+    assert [e.to_timestamp for e in episodes] == pytest.approx(((starts + lengths) / FPS).tolist(), abs=1e-12)
+    assert_episodes_read_back(path, episodes, lengths)
+    # A regular mp4 as LeRobot writes it: one stream in LeRobot's time base 1/(fps*1024), a frame
+    # period apart from 0 across the episodes, the index (moov) before the frames, no fragments.
+    probe = probe_video(path)
+    assert (probe.codec_name, probe.width, probe.height) == (codec, WIDTH, HEIGHT)
+    assert probe.time_base == Fraction(1, FPS * 1024) and probe.start_pts == 0
+    assert sorted(p[0] for p in probe.packets) == (np.arange(sum(lengths)) * 1024).tolist()
+    data = path.read_bytes()
+    assert data.index(b"moov") < data.index(b"mdat") and b"moof" not in data
+
+
+def test_lerobot_defaults_and_codec_options() -> None:
+    config = RGBEncoderConfig()
+    assert (config.vcodec, config.pix_fmt, config.g, config.crf, config.preset) == (
+        "libsvtav1",
+        "yuv420p",
+        2,
+        30,
+        12,
+    )
+    assert config.get_codec_options(encoder_threads=3, as_strings=True) == {
+        "g": "2", "crf": "30", "preset": "12", "svtav1-params": "fast-decode=0:lp=3",
+    }  # fmt: skip
+    h264 = RGBEncoderConfig(vcodec="h264", fast_decode=1, extra_options={"crf": 1, "tune": "film", "bf": 0})
+    assert h264.get_codec_options(encoder_threads=2) == {
+        "g": 2,
+        "crf": 30,
+        "tune": "fastdecode",
+        "threads": 2,
+        "bf": 0,
+    }
+    assert RGBEncoderConfig(vcodec="av1").vcodec == "libsvtav1"
+    with pytest.raises(ValueError, match="Invalid vcodec 'vp9'"):
+        RGBEncoderConfig(vcodec="vp9")
+
+
+def test_the_episodes_ended_before_a_kill_survive_it(tmp_path: Path) -> None:
+    """SIGKILL while an episode is being recorded: the file holds exactly the ended episodes, and
+    the rewrite that repair makes turns it into a regular mp4 of those frames."""
+    path = tmp_path / "killed.mp4"
+    child = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(Path(__file__).parent.parent)!r})
+        from synth import paint_frame
+        from dexloop.video import RGBEncoderConfig, open_encoder
+        encoder = open_encoder({str(path)!r}, RGBEncoderConfig(), width={WIDTH}, height={HEIGHT}, fps={FPS})
+        for episode, length in enumerate([4, 6]):
+            for frame in range(length):
+                encoder.add_frame(paint_frame(episode, frame, {HEIGHT}, {WIDTH}))
+            encoder.end_episode()
+        for frame in range(5):
+            encoder.add_frame(paint_frame(2, frame, {HEIGHT}, {WIDTH}))
+        print("ready", flush=True)
+        sys.stdin.read()
+    """)
+    process = subprocess.Popen(
+        [sys.executable, "-c", child],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    assert process.stdout.readline().strip() == b"ready"
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    # The fragmented file reads as it is: the two ended episodes, none of the third.
+    decoder = VideoDecoder(str(path))
+    frames = decoder.decode(np.arange(10) / FPS, 1e-4, channels_last=True)
+    for n, (episode, frame) in enumerate([(0, f) for f in range(4)] + [(1, f) for f in range(6)]):
+        assert_painted_frame(frames[n], episode, frame)
+    with pytest.raises(VideoEncodeError, match="10 complete frames where 11 were expected"):
+        rewrite_as_regular_mp4(str(path), 11)
+    assert rewrite_as_regular_mp4(str(path), 10) == 10
+    assert b"moof" not in path.read_bytes()
+    assert VideoDecoder(str(path)).info.frame_count == 10
+
+
+def test_a_discarded_episode_leaves_no_frame(tmp_path: Path) -> None:
+    path = tmp_path / "discard.mp4"
+    encoder = open_encoder(str(path), CONFIGS["h264"], width=WIDTH, height=HEIGHT, fps=FPS)
+    for frame in range(3):
+        encoder.add_frame(paint_frame(0, frame, HEIGHT, WIDTH))
+    first = encoder.end_episode()
+    for frame in range(4):
+        encoder.add_frame(paint_frame(9, frame, HEIGHT, WIDTH))
+    encoder.discard_episode()
+    for frame in range(2):
+        encoder.add_frame(paint_frame(1, frame, HEIGHT, WIDTH))
+    second = encoder.end_episode()
+    encoder.close()
+    assert (second.first_frame, second.from_timestamp) == (3, pytest.approx(0.3))
+    assert_episodes_read_back(path, [first, second], [3, 2])
+
+
+def test_a_full_queue_waits_and_loses_no_frame(tmp_path: Path) -> None:
+    path = tmp_path / "pressure.mp4"
+    encoder = open_encoder(str(path), CONFIGS["av1"], width=WIDTH, height=HEIGHT, fps=FPS, queue_frames=2)
+    frames = [paint_frame(0, n, HEIGHT, WIDTH) for n in range(40)]
+    for frame in frames:  # far faster than the encoder: the queue fills
+        encoder.add_frame(frame)
+    episode = encoder.end_episode()
+    stats = encoder.stats
+    encoder.close()
+    assert (stats.capacity, stats.frames_added, stats.frames_encoded) == (2, 40, 40)
+    assert stats.full_waits > 0 and stats.waited_s > 0 and stats.max_depth == 2
+    assert_episodes_read_back(path, [episode], [40])
+
+
+def test_frames_of_another_layout_are_copied_or_refused(tmp_path: Path) -> None:
+    encoder = open_encoder(str(tmp_path / "a.mp4"), CONFIGS["h264"], width=WIDTH, height=HEIGHT, fps=FPS)
+    padded = np.zeros((HEIGHT, WIDTH + 8, 3), np.uint8)
+    padded[:, :WIDTH] = paint_frame(0, 0, HEIGHT, WIDTH)
+    encoder.add_frame(padded[:, :WIDTH])  # rows apart by more than a row: taken as they are
+    for bad, match in [
+        (np.zeros((HEIGHT, WIDTH, 4), np.uint8), r"shape \(64, 96, 4\) where the video takes \(64, 96, 3\)"),
+        (np.zeros((WIDTH, HEIGHT, 3), np.uint8), r"shape \(96, 64, 3\)"),
+        (np.zeros((3, HEIGHT, WIDTH), np.uint8), r"shape \(3, 64, 96\)"),
+        (np.zeros((HEIGHT, WIDTH, 3), np.uint8)[:, ::-1], "packed RGB"),
+        (np.zeros((HEIGHT, WIDTH), np.uint8), r"shape \(64, 96\) where"),
+    ]:
+        with pytest.raises(VideoEncodeError, match=match) as raised:
+            encoder.add_frame(bad)
+        assert "a.mp4" in str(raised.value)
+    with pytest.raises(VideoEncodeError, match="another dtype than uint8"):
+        encoder.add_frame(np.full((HEIGHT, WIDTH, 3), 0.5, np.float32))  # never cast to uint8
+    episode = encoder.end_episode()
+    encoder.close()
+    assert_episodes_read_back(tmp_path / "a.mp4", [episode], [1])
+
+
+def test_bad_settings_and_calls_are_typed_errors(tmp_path: Path) -> None:
+    existing = tmp_path / "exists.mp4"
+    existing.write_bytes(b"recorded")
+    with pytest.raises(VideoEncodeError, match="exists.mp4: the file already exists"):
+        open_encoder(str(existing), CONFIGS["h264"], width=WIDTH, height=HEIGHT, fps=FPS)
+    assert existing.read_bytes() == b"recorded"
+    cases = [
+        (
+            RGBEncoderConfig(vcodec="h264", extra_options={"no-such-option": 1}),
+            {},
+            "has no option 'no-such-option'",
+        ),
+        (RGBEncoderConfig(pix_fmt="yuv999p"), {}, "unknown pixel format 'yuv999p'"),
+        (RGBEncoderConfig(), {"height": 48}, "cannot open encoder libsvtav1 for 96x48"),
+        (RGBEncoderConfig(vcodec="h264"), {"fps": 0}, "fps 0 is not positive"),
+    ]
+    for number, (config, override, match) in enumerate(cases):
+        size = {"width": WIDTH, "height": HEIGHT, "fps": FPS, **override}
+        with pytest.raises(VideoEncodeError, match=match):
+            open_encoder(str(tmp_path / f"bad{number}.mp4"), config, **size)
+    encoder = open_encoder(str(tmp_path / "calls.mp4"), CONFIGS["h264"], width=WIDTH, height=HEIGHT, fps=FPS)
+    with pytest.raises(VideoEncodeError, match="at least one frame"):
+        encoder.end_episode()
+    encoder.add_frame(paint_frame(0, 0, HEIGHT, WIDTH))
+    with pytest.raises(VideoEncodeError, match="episode in progress"):
+        encoder.close()
+    encoder.end_episode()
+    encoder.close()
+    with pytest.raises(VideoEncodeError, match="closed"):
+        encoder.add_frame(paint_frame(0, 1, HEIGHT, WIDTH))
