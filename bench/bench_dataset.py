@@ -46,6 +46,7 @@ import dexloop  # noqa: E402
 from dexloop import _core  # noqa: E402
 from dexloop.datasets import LeRobotDataset  # noqa: E402
 
+import camera_frames  # noqa: E402
 from synth import CameraSpec, write_v3_dataset  # noqa: E402
 
 FPS = 30
@@ -57,21 +58,7 @@ BATCH = 32
 
 
 def camera_like_frame(episode: int, frame: int, height: int, width: int) -> np.ndarray:
-    """A frame whose decoding costs about what real footage costs: a smooth random scene (fixed per
-    episode) panning slowly, a bright object crossing it, and sensor noise."""
-    scene_rng = np.random.default_rng(1000 + episode)
-    coarse = scene_rng.integers(0, 256, size=(height // 16 + 4, (width + 4 * EPISODE_LENGTH) // 16 + 4, 3))
-    scene = np.kron(coarse, np.ones((16, 16, 1))).astype(np.float32)
-    # Box-blur the blocks into smooth blobs.
-    for axis in (0, 1):
-        scene = (scene + np.roll(scene, 8, axis=axis) + np.roll(scene, -8, axis=axis)) / 3
-    x0 = frame * 2  # pans 2 px per frame
-    image = scene[:height, x0 : x0 + width].copy()
-    cx = int((frame * 3) % width)
-    cy = height // 2 + int(30 * np.sin(frame / 15))
-    image[max(0, cy - 12) : cy + 12, max(0, cx - 12) : cx + 12] = (230, 60, 40)
-    noise = np.random.default_rng(episode * 100_000 + frame).normal(0, 2.0, image.shape)
-    return np.clip(image + noise, 0, 255).astype(np.uint8)
+    return camera_frames.camera_like_frame(episode, frame, height, width, pan_frames=2 * EPISODE_LENGTH)
 
 
 def ensure_dataset(folder: Path) -> Path:
