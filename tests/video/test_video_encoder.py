@@ -4,6 +4,7 @@ back-pressure instead of dropped frames, and typed errors for bad frames and set
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -230,3 +231,37 @@ def test_bad_settings_and_calls_are_typed_errors(tmp_path: Path) -> None:
     encoder.close()
     with pytest.raises(VideoEncodeError, match="closed"):
         encoder.add_frame(paint_frame(0, 1, HEIGHT, WIDTH))
+
+
+def test_a_full_disk_fails_the_episode_and_keeps_the_saved_ones(tmp_path: Path) -> None:
+    """The file may not grow past a limit (RLIMIT_FSIZE, as a full disk): the episode that does not
+    fit fails with a VideoEncodeError, and the episodes ended before it are intact."""
+    path = tmp_path / "full.mp4"
+    child = textwrap.dedent(f"""
+        import json, resource, signal, sys
+        sys.path.insert(0, {str(Path(__file__).parent.parent)!r})
+        from synth import paint_frame
+        from dexloop.errors import VideoEncodeError
+        from dexloop.video import RGBEncoderConfig, open_encoder
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit then fails with EFBIG
+        resource.setrlimit(resource.RLIMIT_FSIZE, (60_000, 60_000))
+        encoder = open_encoder({str(path)!r}, RGBEncoderConfig(vcodec="h264", crf=0), width={WIDTH}, height={HEIGHT}, fps={FPS})
+        saved = []
+        try:
+            for episode in range(100):
+                for frame in range(5):
+                    encoder.add_frame(paint_frame(episode, frame, {HEIGHT}, {WIDTH}))
+                saved.append(encoder.end_episode().frames)
+        except VideoEncodeError as error:
+            print(json.dumps({{"saved": saved, "error": str(error)}}))
+    """)
+    completed = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=120)
+    outcome = json.loads(completed.stdout)
+    assert "full.mp4" in outcome["error"] and "File too large" in outcome["error"]
+    saved = outcome["saved"]
+    assert len(saved) >= 2
+    decoder = VideoDecoder(str(path))
+    frames = decoder.decode(np.arange(5 * len(saved)) / FPS, 1e-4, channels_last=True)
+    for n in range(5 * len(saved)):
+        assert_painted_frame(frames[n], n // 5, n % 5)
+    assert rewrite_as_regular_mp4(str(path), 5 * len(saved)) == 5 * len(saved)
