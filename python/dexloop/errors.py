@@ -39,6 +39,12 @@ class DatasetArgumentError(DatasetError, ValueError, TypeError):
     option value. A ValueError (and a TypeError, for values of the wrong type), as Python raises."""
 
 
+class DatasetFrameError(DatasetError, ValueError):
+    """A frame handed to ``add_frame`` does not match the dataset's features: a missing or extra
+    feature, no ``task``, a wrong dtype, shape or type. A ValueError with LeRobot's message, as
+    LeRobot's ``validate_frame`` raises."""
+
+
 class DatasetReadOnlyError(DatasetError, RuntimeError):
     """A recording call (add_frame, save_episode, ...) on a dataset opened for reading. A RuntimeError,
     as LeRobot raises for a read-only dataset."""
@@ -112,6 +118,7 @@ __all__ = [
     "CalibrationError",
     "DatasetArgumentError",
     "DatasetError",
+    "DatasetFrameError",
     "DatasetIndexError",
     "DatasetIndexTypeError",
     "DatasetNotFoundError",

@@ -103,7 +103,9 @@ def _rows_stats(rows: np.ndarray, count: int, quantiles: Sequence[float]) -> dic
     return stats
 
 
-def numeric_stats(values: np.ndarray, quantiles: Sequence[float] = DEFAULT_QUANTILES) -> dict[str, np.ndarray]:
+def numeric_stats(
+    values: np.ndarray, quantiles: Sequence[float] = DEFAULT_QUANTILES
+) -> dict[str, np.ndarray]:
     """Stats of one numeric feature over an episode: `values` has one row per frame."""
     values = np.asarray(values)
     frames = values.shape[0]
