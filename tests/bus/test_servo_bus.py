@@ -146,21 +146,33 @@ def test_a_reply_delayed_past_the_deadline_is_never_read_as_a_later_one(
     """One motor's reply held 15 ms (past the deadline) during a sync read of Present_Position; then,
     with no fault, sync reads of Goal_Position and Present_Position (same size, other values) in turn
     must each return their own register's values."""
-    with simulated_bus(robot, time_constant_s=0.0) as sim:
-        servo_bus = open_bus(sim, vendor, protocol)
-        registers = bus.find_model(sim.simulator.model(1)).registers
-        present, goal = registers["Present_Position"], registers["Goal_Position"]
-        for motor in IDS.tolist():
-            sim.write(motor, "Goal_Position", 100 + motor)
-            sim.write(motor, "Present_Position", 1000 + motor)
-        sim.delay_replies(3, 15_000, 1)
-        with pytest.raises(BusTimeoutError, match="motor 3"):
-            servo_bus.sync_read(IDS, present)
-        for _ in range(20):
-            # The late replies are still on their way when this starts: a few tries may be needed.
-            assert servo_bus.sync_read(IDS, goal, retries=3).tolist() == [100 + m for m in IDS.tolist()]
-            assert servo_bus.sync_read(IDS, present).tolist() == [1000 + m for m in IDS.tolist()]
-        assert servo_bus.traffic["fences"] >= 1
+    goals, positions = [100 + m for m in IDS.tolist()], [1000 + m for m in IDS.tolist()]
+    # A driver thread descheduled for longer than the delay (a loaded machine) finds every reply in
+    # time, rightly: then the right values come back and the scenario is tried again, up to 3 times.
+    for scenario in range(3):
+        with simulated_bus(robot, time_constant_s=0.0) as sim:
+            servo_bus = open_bus(sim, vendor, protocol)
+            registers = bus.find_model(sim.simulator.model(1)).registers
+            present, goal = registers["Present_Position"], registers["Goal_Position"]
+            for motor, goal_value, position in zip(IDS.tolist(), goals, positions, strict=True):
+                sim.write(motor, "Goal_Position", goal_value)
+                sim.write(motor, "Present_Position", position)
+            sim.delay_replies(3, 15_000, 1)
+            try:
+                values = servo_bus.sync_read(IDS, present)
+            except BusTimeoutError as error:
+                assert "motor 3" in str(error)
+            else:
+                assert values.tolist() == positions
+                assert scenario < 2, "the delayed reply was never late: the scenario could not be made"
+                continue
+            # Retries only answer errors: a stale reply taken for a later read would still give the
+            # other register's values.
+            for _ in range(20):
+                assert servo_bus.sync_read(IDS, goal, retries=3).tolist() == goals
+                assert servo_bus.sync_read(IDS, present, retries=3).tolist() == positions
+            assert servo_bus.traffic["fences"] >= 1
+            break
 
 
 @pytest.mark.parametrize(("robot", "vendor", "protocol"), [("so101", "feetech", 0), ("koch", "dynamixel", 2)])
