@@ -31,8 +31,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
-import platform
 import sys
 import time
 from collections.abc import Callable
@@ -43,6 +41,8 @@ import numpy as np
 import dexloop
 from dexloop import motors as dexloop_motors
 from dexloop.sim import preset, simulated_bus
+
+from host import host_metadata
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -210,12 +210,7 @@ def lerobot_buses() -> dict | None:
 
 
 def system_metadata() -> dict:
-    meta = {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cores": len(os.sched_getaffinity(0)),
-        "dexloop": dexloop.__version__,
-    }
+    meta = host_metadata()
     with contextlib.suppress(ImportError):
         from importlib.metadata import version
 

@@ -29,7 +29,6 @@ import argparse
 import cProfile
 import json
 import os
-import platform
 import pstats
 import sys
 import time
@@ -42,11 +41,11 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))  # the synthetic LeRobot dataset writer lives with the tests
 
-import dexloop  # noqa: E402
 from dexloop import _core  # noqa: E402
 from dexloop.datasets import LeRobotDataset  # noqa: E402
 
 import camera_frames  # noqa: E402
+from host import host_metadata  # noqa: E402
 from synth import CameraSpec, write_v3_dataset  # noqa: E402
 
 FPS = 30
@@ -256,14 +255,7 @@ def lerobot_factory(root: Path, query: dict) -> Callable | None:
 
 
 def system_metadata() -> dict:
-    meta = {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpu": _cpu_model(),
-        "cores": len(os.sched_getaffinity(0)),
-        "torch": torch.__version__,
-        "dexloop": dexloop.__version__,
-    }
+    meta = {**host_metadata(), "torch": torch.__version__}
     try:
         import lerobot
         import torchcodec
@@ -274,16 +266,6 @@ def system_metadata() -> dict:
         pass
     meta["ffmpeg"] = _core.video.ffmpeg_version()
     return meta
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 def plot(results: dict, path: Path) -> None:

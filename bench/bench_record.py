@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -36,11 +35,11 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "bench"))
 
-import dexloop  # noqa: E402
 from dexloop import _core  # noqa: E402
 from dexloop.video import RGBEncoderConfig, VideoDecoder, open_encoder  # noqa: E402
 
 import camera_frames  # noqa: E402
+from host import host_metadata  # noqa: E402
 
 FPS = 30
 HEIGHT, WIDTH = 480, 640
@@ -165,22 +164,7 @@ def record_with_ffmpeg_cli(folder: Path, frames: dict, encoder_threads: int | No
 
 
 def system_metadata() -> dict:
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpu": cpu,
-        "cores": len(os.sched_getaffinity(0)),
-        "dexloop": dexloop.__version__,
-        "ffmpeg": _core.video.ffmpeg_version(),
-    }
+    return {**host_metadata(), "ffmpeg": _core.video.ffmpeg_version()}
 
 
 def plot(results: dict, path: Path) -> None:
