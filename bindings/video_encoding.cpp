@@ -50,8 +50,8 @@ void add_frame(StreamingEncoder& encoder, AnyFrame frame) {
                            std::to_string(height) + ", " + std::to_string(width) +
                            ", 3) uint8 RGB");
   }
-  if (frame.stride(2) != 1 || frame.stride(1) != 3 ||
-      frame.stride(0) < static_cast<int64_t>(3 * width)) {
+  // The row stride is checked by StreamingEncoder::add_frame; pixels must be packed here.
+  if (frame.stride(2) != 1 || frame.stride(1) != 3) {
     throw VideoEncodeError(path + ": a frame's pixels must be packed RGB (H, W, 3)");
   }
   const auto* data = static_cast<const uint8_t*>(frame.data());

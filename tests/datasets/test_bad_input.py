@@ -4,7 +4,6 @@ nothing crashes, hangs, or silently returns wrong data."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pyarrow as pa
@@ -22,6 +21,7 @@ from dexloop.errors import (
 )
 
 from conftest import LEROBOT_DATA
+from fake_hub import FakeHub
 
 VIDEO = "videos/observation.images.top/chunk-000/file-001.mp4"
 DATA = "data/chunk-000/file-001.parquet"
@@ -270,52 +270,13 @@ def test_download_fetches_metadata_then_the_selected_files(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The Hub flow with huggingface_hub's download stubbed by a copy from a local 'remote'."""
-    import fnmatch
-
-    import huggingface_hub
-
-    remote = LEROBOT_DATA / "public_0"
-    calls = []
-
-    def fake_snapshot_download(
-        repo_id,
-        *,
-        repo_type,
-        revision,
-        local_dir=None,
-        cache_dir=None,
-        allow_patterns=None,
-        ignore_patterns=None,
-    ):
-        calls.append((repo_id, revision, allow_patterns))
-        target = Path(local_dir) if local_dir else Path(cache_dir) / "snapshot"
-        patterns = [allow_patterns] if isinstance(allow_patterns, str) else allow_patterns
-        for path in remote.rglob("*"):
-            relative = path.relative_to(remote).as_posix()
-            if path.is_file() and any(
-                relative.startswith(p) or fnmatch.fnmatch(relative, p) for p in patterns
-            ):
-                (target / relative).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy(path, target / relative)
-        return str(target)
-
-    class Ref:
-        def __init__(self, name: str):
-            self.name = name
-
-    class Refs:
-        def __init__(self):
-            self.branches = [Ref("main")]
-            self.tags = [Ref("v2.1"), Ref("v3.0")]
-
-    monkeypatch.delenv("HF_HUB_OFFLINE")
-    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
-    monkeypatch.setattr(huggingface_hub.HfApi, "list_repo_refs", lambda self, repo_id, repo_type: Refs())
+    hub = FakeHub(LEROBOT_DATA / "public_0", tags=["v2.1", "v3.0"]).install(monkeypatch)
     root = tmp_path / "local"
     dataset = LeRobotDataset("dexloop/public_0", root=root, episodes=[1], return_uint8=True)
     assert len(dataset) == 30 and dataset[0]["index"] == 45
-    assert calls[0] == ("dexloop/public_0", "v3.0", "meta/")
-    assert sorted(calls[1][2]) == [
+    first = hub.calls[0]
+    assert (first["repo_id"], first["revision"], first["allow"]) == ("dexloop/public_0", "v3.0", "meta/")
+    assert sorted(hub.calls[1]["allow"]) == [
         "data/chunk-000/file-000.parquet",
         "videos/observation.images.top/chunk-000/file-000.mp4",
     ]

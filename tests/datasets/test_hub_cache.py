@@ -9,87 +9,24 @@
 
 from __future__ import annotations
 
-import fnmatch
 import shutil
 from pathlib import Path
 
-import huggingface_hub
 import pytest
 
 from dexloop.datasets import LeRobotDataset
 
 from conftest import LEROBOT_DATA
+from fake_hub import FakeHub
 
 REMOTE = LEROBOT_DATA / "two_cams_fps10"
 REPO = "dexloop/two_cams_fps10"
 
 
-class FakeHub:
-    """``snapshot_download`` copying files of REMOTE that match the patterns; records each call."""
-
-    def __init__(self):
-        self.calls: list[dict] = []
-
-    def snapshot_download(
-        self,
-        repo_id,
-        *,
-        repo_type,
-        revision,
-        local_dir=None,
-        cache_dir=None,
-        allow_patterns=None,
-        ignore_patterns=None,
-        **_,
-    ):
-        self.calls.append(
-            {
-                "local_dir": local_dir,
-                "cache_dir": cache_dir,
-                "allow": allow_patterns,
-                "ignore": ignore_patterns,
-            }
-        )
-        target = (
-            Path(local_dir)
-            if local_dir
-            else Path(cache_dir) / f"datasets--{repo_id.replace('/', '--')}" / "snapshots" / "abc123"
-        )
-        allow = [allow_patterns] if isinstance(allow_patterns, str) else allow_patterns
-        ignore = [ignore_patterns] if isinstance(ignore_patterns, str) else ignore_patterns or []
-
-        def matches(relative: str, patterns: list[str]) -> bool:
-            return any(relative.startswith(p) or fnmatch.fnmatch(relative, p) for p in patterns)
-
-        for path in REMOTE.rglob("*"):
-            relative = path.relative_to(REMOTE).as_posix()
-            if (
-                path.is_file()
-                and (allow is None or matches(relative, allow))
-                and not matches(relative, ignore)
-            ):
-                (target / relative).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy(path, target / relative)
-        return str(target)
-
-
 @pytest.fixture
 def hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeHub:
-    class Ref:
-        def __init__(self, name: str):
-            self.name = name
-
-    class Refs:
-        def __init__(self):
-            self.branches = [Ref("main")]
-            self.tags = [Ref("v3.0")]
-
-    fake = FakeHub()
     monkeypatch.setenv("HF_LEROBOT_HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("HF_HUB_OFFLINE")
-    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake.snapshot_download)
-    monkeypatch.setattr(huggingface_hub.HfApi, "list_repo_refs", lambda self, repo_id, repo_type: Refs())
-    return fake
+    return FakeHub(REMOTE).install(monkeypatch)
 
 
 def local_copy(home: Path, legacy: bool) -> Path:

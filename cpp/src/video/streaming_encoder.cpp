@@ -1,6 +1,5 @@
 #include "dexloop/video/streaming_encoder.hpp"
 
-#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
@@ -19,7 +18,8 @@ struct StreamingEncoder::Impl {
   // The work the thread takes in order: a frame (its slot) or a call run on the encoder.
   struct Job {
     int slot = -1;                            // a frame in slots[slot], or
-    std::function<void(VideoEncoder&)> call;  // a call made once the frames before it are encoded
+    std::function<void(VideoEncoder&)> call;  // a call made once the frames before it are encoded;
+                                              // it marks itself done (see call())
   };
 
   VideoEncoder encoder;
@@ -30,14 +30,13 @@ struct StreamingEncoder::Impl {
   mutable std::mutex mutex;
   std::condition_variable slot_freed;  // the thread returned a slot, or stopped
   std::condition_variable work_added;  // a job was queued, or stopping
-  std::condition_variable call_done;   // a call finished
+  std::condition_variable call_done;   // a call marked itself done
   std::vector<std::vector<uint8_t>> slots;
   std::vector<int> free_slots;
   std::deque<Job> jobs;
   std::exception_ptr failure;  // what stopped the thread's encoding; sticky
   bool stopping = false;
   bool closed = false;
-  int64_t calls_done = 0;
   EncoderQueueStats stats;
   std::thread thread;
 
@@ -76,9 +75,7 @@ struct StreamingEncoder::Impl {
       if (job.slot >= 0) {
         encode_slot(job.slot);
       } else {
-        job.call(encoder);  // reports its own outcome (see call())
-        std::lock_guard lock(mutex);
-        ++calls_done;
+        job.call(encoder);
         call_done.notify_all();
       }
     }
@@ -155,14 +152,10 @@ struct StreamingEncoder::Impl {
   template <typename Body>
   void call(Body body, bool forgive_failure = false) {
     std::exception_ptr outcome;
-    int64_t ticket;
+    bool done = false;  // set by the job, under the mutex, once it has run
     {
       std::unique_lock lock(mutex);
       if (closed) throw VideoEncodeError(path + ": the encoder is closed");
-      ticket = calls_done +
-               static_cast<int64_t>(std::count_if(jobs.begin(), jobs.end(),
-                                                  [](const Job& job) { return job.slot < 0; })) +
-               1;
       jobs.push_back(Job{-1, [&](VideoEncoder& target) {
                            try {
                              {
@@ -174,12 +167,14 @@ struct StreamingEncoder::Impl {
                            } catch (...) {
                              outcome = std::current_exception();
                            }
+                           std::lock_guard inner(mutex);
+                           done = true;
                          }});
     }
     work_added.notify_one();
     {
       std::unique_lock lock(mutex);
-      call_done.wait(lock, [&] { return calls_done >= ticket; });
+      call_done.wait(lock, [&] { return done; });
     }
     if (outcome) std::rethrow_exception(outcome);
   }
