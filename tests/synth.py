@@ -366,51 +366,13 @@ V3_EPISODES_PATH = "meta/episodes/chunk-{chunk_index:03d}/file-{file_index:03d}.
 V21_DATA_PATH = "data/chunk-{episode_chunk:03d}/episode_{episode_index:06d}.parquet"
 V21_VIDEO_PATH = "videos/chunk-{episode_chunk:03d}/{video_key}/episode_{episode_index:06d}.mp4"
 
-PANDAS_VERSION_IN_FIXTURE = "2.3.3"
-
 
 def _write_tasks_parquet(path: Path, tasks: Sequence[str]) -> None:
-    """meta/tasks.parquet as pandas writes DataFrame({"task_index": ...}, index=Index(tasks,
-    name="task")): columns task_index, task, and pandas' schema metadata copied from the shared
-    fixture. LeRobot reads it with pandas; without "index_columns" every item's task would become
-    the row number instead of the string."""
-    pandas_metadata = json.dumps(
-        {
-            "index_columns": ["task"],
-            "column_indexes": [
-                {
-                    "name": None,
-                    "field_name": None,
-                    "pandas_type": "unicode",
-                    "numpy_type": "object",
-                    "metadata": {"encoding": "UTF-8"},
-                }
-            ],
-            "columns": [
-                {
-                    "name": "task_index",
-                    "field_name": "task_index",
-                    "pandas_type": "int64",
-                    "numpy_type": "int64",
-                    "metadata": None,
-                },
-                {
-                    "name": "task",
-                    "field_name": "task",
-                    "pandas_type": "unicode",
-                    "numpy_type": "object",
-                    "metadata": None,
-                },
-            ],
-            "attributes": {},
-            "creator": {"library": "pyarrow", "version": pa.__version__},
-            "pandas_version": PANDAS_VERSION_IN_FIXTURE,
-        }
-    )
-    table = pa.table(
-        {"task_index": pa.array(range(len(tasks)), pa.int64()), "task": pa.array(tasks, pa.string())}
-    )
-    pq.write_table(table.replace_schema_metadata({"pandas": pandas_metadata}), path)
+    """meta/tasks.parquet as LeRobot (pandas) writes it: see dexloop.datasets.parquet_files."""
+    # Imported here: dexloop.datasets needs torch, and the encoder tests use synth without it.
+    from dexloop.datasets.parquet_files import write_tasks
+
+    write_tasks(path, tasks)
 
 
 @dataclass(frozen=True)

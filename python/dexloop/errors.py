@@ -50,6 +50,18 @@ class DatasetReadOnlyError(DatasetError, RuntimeError):
     as LeRobot raises for a read-only dataset."""
 
 
+class DatasetExistsError(DatasetError, FileExistsError):
+    """``create()`` on a dataset folder that already exists: recordings are never overwritten. A
+    FileExistsError, as LeRobot raises."""
+
+
+class DatasetUnfinishedError(DatasetError, RuntimeError):
+    """A dataset whose recording is not finished: read before ``finalize()``, opened while another
+    process records it, or left by a recording that was interrupted (``dexloop dataset repair ROOT``
+    or ``LeRobotDataset.resume`` completes it). A RuntimeError, as LeRobot raises for reading a
+    dataset being recorded."""
+
+
 class DatasetVersionError(DatasetError):
     """The dataset's codebase_version is one dexloop cannot read."""
 
@@ -118,11 +130,13 @@ __all__ = [
     "CalibrationError",
     "DatasetArgumentError",
     "DatasetError",
+    "DatasetExistsError",
     "DatasetFrameError",
     "DatasetIndexError",
     "DatasetIndexTypeError",
     "DatasetNotFoundError",
     "DatasetReadOnlyError",
+    "DatasetUnfinishedError",
     "DatasetVersionError",
     "DeltaTimestampsError",
     "DeviceAlreadyConnectedError",

@@ -188,6 +188,7 @@ struct VideoEncoder::Impl {
     if (result < 0) fail("cannot describe the stream", result);
     stream->time_base = encoder->time_base;
     stream->avg_frame_rate = encoder->framerate;
+    retire_header_codec();
     // Fragmented: an empty index first, then one fragment per episode, written when it ends.
     ffmpeg::Dictionary muxer_options;
     av_dict_set(&muxer_options.raw, "movflags",
@@ -206,6 +207,11 @@ struct VideoEncoder::Impl {
     context->time_base = AVRational{1, settings.fps};
     context->framerate = AVRational{settings.fps, 1};
     context->gop_size = settings.gop;
+    // No B-frames (an option "bf" still overrides): each episode gets a fresh codec instance, whose
+    // decode clock starts before its first frame when it reorders frames. After a short episode
+    // that clock would fall below the previous episode's last decode time, which the mp4 cannot
+    // hold. With LeRobot's keyframe every 2 frames, B-frames save next to nothing anyway.
+    context->max_b_frames = 0;
     context->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;  // mp4 keeps the stream header in its index
     if (settings.threads > 0) context->thread_count = settings.threads;
     ffmpeg::Dictionary options;
@@ -291,7 +297,7 @@ struct VideoEncoder::Impl {
         // (codecs that reorder frames start their decode clock early): the file needs them rising.
         if (packet->dts <= last_dts) {
           fail("episode decode times overlap the previous episode's (codec " + settings.codec +
-               " reorders frames across the episode boundary)");
+               " reorders frames across the episode boundary; do not set the option 'bf')");
         }
         last_dts = packet->dts;
       }
@@ -322,8 +328,41 @@ struct VideoEncoder::Impl {
     return episode;
   }
 
-  void discard_episode() {
+  // Frees the codec instance opened for the stream header. Each episode opens its own at its first
+  // frame. It is given one frame before the end of stream: SVT-AV1 waits forever for packets after
+  // an end of stream with no frame before it, and equally forever in its deinit without one.
+  void retire_header_codec() {
+    ensure_frame_buffer();
+    const ptrdiff_t linesizes[4] = {frame->linesize[0], frame->linesize[1], frame->linesize[2],
+                                    frame->linesize[3]};
+    av_image_fill_black(frame->data, linesizes, pix_fmt, AVCOL_RANGE_MPEG, settings.width,
+                        settings.height);
+    frame->pts = 0;
+    if (avcodec_send_frame(encoder.get(), frame.get()) < 0) {
+      fail("the codec takes no frame of " + std::to_string(settings.width) + "x" +
+           std::to_string(settings.height) + " " + settings.pix_fmt);
+    }
+    pending = 1;  // so that release_codec drains it
+    release_codec();
+    pending = 0;
+  }
+
+  // Frees the codec instance of the episode in progress. It is drained first: SVT-AV1 waits
+  // forever in its deinit for an end of stream that was never sent.
+  void release_codec() noexcept {
+    if (!encoder) return;
+    // A codec instance exists only once it was sent a frame (see retire_header_codec).
+    if (pending > 0 && avcodec_send_frame(encoder.get(), nullptr) >= 0) {
+      while (avcodec_receive_packet(encoder.get(), packet.get()) >= 0)
+        av_packet_unref(packet.get());
+    }
     encoder.reset();
+  }
+
+  ~Impl() { release_codec(); }
+
+  void discard_episode() {
+    release_codec();
     episode_packets.clear();
     pending = 0;
   }

@@ -75,9 +75,9 @@ def _rows_stats(rows: np.ndarray, count: int, quantiles: Sequence[float]) -> dic
             "max": np.max(rows, axis=0),
             "mean": np.mean(rows, axis=0),
             "std": np.std(rows, axis=0),
+            "count": np.array([count]),  # before the quantiles: LeRobot's column order
         }
         stats.update({quantile_key(q): stats["mean"].copy() for q in quantiles})
-        stats["count"] = np.array([count])
         return stats
     rows = rows.astype(np.result_type(rows.dtype, np.float32), copy=False)
     low, high = np.min(rows, axis=0), np.max(rows, axis=0)

@@ -30,6 +30,7 @@ from dexloop.errors import (
     DatasetIndexError,
     DatasetIndexTypeError,
     DatasetReadOnlyError,
+    DatasetUnfinishedError,
     DeltaTimestampsError,
 )
 
@@ -103,7 +104,17 @@ class LeRobotDataset(torch.utils.data.Dataset):
 
     ``episodes`` must be integers (an empty list selects nothing and is refused); unlike LeRobot,
     which only warns, indices outside the dataset are an error.
+
+    ``LeRobotDataset.create(...)`` and ``LeRobotDataset.resume(...)`` record instead (see
+    dexloop.datasets.dataset_writer): ``add_frame``, ``save_episode``, ``clear_episode_buffer``, then
+    ``finalize()`` (or ``with LeRobotDataset.create(...) as dataset:``), after which the dataset
+    reads like one opened with ``LeRobotDataset(...)``.
     """
+
+    # Set by create() / resume(): the dataset is being recorded until finalize().
+    writer: Any = None
+    _is_finalized = False
+    _reader_loaded = True
 
     def __init__(
         self,
@@ -354,6 +365,8 @@ class LeRobotDataset(torch.utils.data.Dataset):
     # -- torch Dataset protocol ----------------------------------------------------------------
 
     def __len__(self) -> int:
+        if not self._reader_loaded:
+            return self.meta.total_frames
         return self._table.num_rows
 
     @property
@@ -390,6 +403,7 @@ class LeRobotDataset(torch.utils.data.Dataset):
         """The frames' parquet columns as a Hugging Face ``datasets.Dataset`` with LeRobot's features
         and torch formatting (what LeRobot's tools read). Built on first use from the memory-mapped
         files; needs the optional ``datasets`` package (``pip install dexloop[hf]``)."""
+        self._ensure_reader()
         if self._hf_dataset is None:
             from .hf_frames import frames_dataset
 
@@ -413,29 +427,179 @@ class LeRobotDataset(torch.utils.data.Dataset):
     def clear_image_transforms(self) -> None:
         self.image_transforms = None
 
-    # -- LeRobot's recording methods: this class reads ---------------------------------------
+    # -- recording ------------------------------------------------------------------------------
+
+    @classmethod
+    def create(
+        cls,
+        repo_id: str,
+        fps: int,
+        features: dict,
+        root: str | Path | None = None,
+        robot_type: str | None = None,
+        use_videos: bool = True,
+        tolerance_s: float = 1e-4,
+        image_writer_processes: int = 0,
+        image_writer_threads: int = 0,
+        video_backend: str | None = None,
+        batch_encoding_size: int = 1,
+        rgb_encoder: Any = None,
+        depth_encoder: Any = None,
+        metadata_buffer_size: int = 10,
+        streaming_encoding: bool = False,
+        encoder_queue_maxsize: int = 30,
+        encoder_threads: int | None = None,
+        video_files_size_in_mb: int | None = None,
+        data_files_size_in_mb: int | None = None,
+    ) -> LeRobotDataset:
+        """A new dataset to record into, with LeRobot's arguments. `root` must not exist
+        (DatasetExistsError). Frames are always encoded as they arrive, so ``streaming_encoding``,
+        ``batch_encoding_size`` and the image-writer options change nothing; ``depth_encoder`` is
+        accepted for LeRobot's signature (depth features cannot be recorded yet)."""
+        from .dataset_writer import DatasetWriter
+
+        meta = LeRobotDatasetMetadata.create(
+            repo_id,
+            fps,
+            features,
+            robot_type=robot_type,
+            root=root,
+            use_videos=use_videos,
+            metadata_buffer_size=metadata_buffer_size,
+            data_files_size_in_mb=data_files_size_in_mb,
+            video_files_size_in_mb=video_files_size_in_mb,
+        )
+        try:
+            writer = DatasetWriter(meta, rgb_encoder, encoder_threads, encoder_queue_maxsize)
+        except BaseException:
+            import shutil
+
+            shutil.rmtree(meta.root, ignore_errors=True)  # created just now: nothing of the user's
+            raise
+        return cls._recording(meta, writer, tolerance_s, video_backend)
+
+    @classmethod
+    def resume(
+        cls,
+        repo_id: str,
+        root: str | Path | None = None,
+        tolerance_s: float = 1e-4,
+        revision: str | None = None,
+        force_cache_sync: bool = False,
+        video_backend: str | None = None,
+        batch_encoding_size: int = 1,
+        rgb_encoder: Any = None,
+        depth_encoder: Any = None,
+        encoder_threads: int | None = None,
+        image_writer_processes: int = 0,
+        image_writer_threads: int = 0,
+        streaming_encoding: bool = False,
+        encoder_queue_maxsize: int = 30,
+        *,
+        token: str | bool | None = None,
+    ) -> LeRobotDataset:
+        """Records more episodes into the dataset at `root` (required, as in LeRobot), in new files.
+        A recording of it that was interrupted is first completed (``repair``): the episodes whose
+        ``save_episode()`` returned are kept."""
+        from .dataset_writer import DatasetWriter
+        from .recording_journal import repair
+
+        if not root:
+            raise DatasetArgumentError(
+                "resume() requires an explicit 'root' directory (it records into it; the Hub snapshot "
+                "cache must not be written)"
+            )
+        repair(Path(root))
+        meta = LeRobotDatasetMetadata(repo_id, root, revision, force_cache_sync, token=token)
+        if meta.is_v21:
+            raise DatasetError(
+                f"{meta.root}: a v2.1 dataset cannot be recorded into; convert it to v3.0 first "
+                "(`dexloop dataset convert`)"
+            )
+        writer = DatasetWriter(meta, rgb_encoder, encoder_threads, encoder_queue_maxsize)
+        return cls._recording(meta, writer, tolerance_s, video_backend)
+
+    @classmethod
+    def _recording(
+        cls, meta: LeRobotDatasetMetadata, writer: Any, tolerance_s: float, video_backend: str | None
+    ):
+        obj = cls.__new__(cls)
+        obj.repo_id = meta.repo_id
+        obj.meta = meta
+        obj.root = meta.root
+        obj.revision = None
+        obj.writer = writer
+        obj._is_finalized = False
+        obj._reader_loaded = False
+        obj.image_transforms = None
+        obj.delta_timestamps = None
+        obj.delta_indices = None
+        obj.episodes = None
+        obj.tolerance_s = float(tolerance_s)
+        obj.video_backend = video_backend
+        obj.return_uint8 = False
+        obj.download_videos = True
+        obj.decode_threads = None
+        obj._depth_output_unit = DEFAULT_DEPTH_UNIT
+        obj._requested_root = Path(meta.root)
+        obj._token = None
+        obj._hf_dataset = None
+        obj._pool = None
+        obj._pool_pid = -1
+        return obj
+
+    def _ensure_reader(self) -> None:
+        """A recorded dataset is read from its files once finalized."""
+        if self._reader_loaded:
+            return
+        if not self._is_finalized:
+            raise DatasetUnfinishedError(
+                f"{self.root}: Cannot read from a dataset that is being recorded. Call finalize() first, "
+                "then access items."
+            )
+        self.meta = LeRobotDatasetMetadata(self.repo_id, self.root)
+        self._load_frames()
+        self._reader_loaded = True
 
     def _read_only(self, method: str) -> DatasetReadOnlyError:
         return DatasetReadOnlyError(
             f"Cannot call '{method}()' on a read-only dataset ({self.repo_id} at {self.root}): "
-            "LeRobotDataset(...) opens a dataset for reading; record with LeRobot's "
-            "LeRobotDataset.create() / .resume()"
+            "LeRobotDataset(...) opens a dataset for reading; record with "
+            "LeRobotDataset.create() / LeRobotDataset.resume()"
         )
 
+    def _require_writer(self, method: str) -> Any:
+        if self.writer is None:
+            raise self._read_only(method)
+        return self.writer
+
     def add_frame(self, frame: dict) -> None:
-        raise self._read_only("add_frame")
+        """Adds one frame (every user feature and ``task``) to the episode being recorded."""
+        self._require_writer("add_frame").add_frame(frame)
 
     def save_episode(self, episode_data: dict | None = None, parallel_encoding: bool = True) -> None:
-        raise self._read_only("save_episode")
+        """Saves the episode being recorded; it survives a crash once this returns."""
+        self._require_writer("save_episode").save_episode(episode_data, parallel_encoding)
 
     def clear_episode_buffer(self, delete_images: bool = True) -> None:
-        raise self._read_only("clear_episode_buffer")
+        """Discards the episode being recorded."""
+        self._require_writer("clear_episode_buffer").clear_episode_buffer(delete_images)
 
     def has_pending_frames(self) -> bool:
-        return False
+        return self.writer is not None and self.writer.has_pending_frames()
 
     def finalize(self) -> None:
-        """Nothing to flush: a dataset opened for reading writes nothing (as LeRobot's)."""
+        """Finishes a recording: LeRobot's files for every saved episode (idempotent). Nothing to do
+        for a dataset opened for reading."""
+        if self.writer is not None and not self._is_finalized:
+            self.writer.finalize()
+            self._is_finalized = True
+
+    def __enter__(self) -> LeRobotDataset:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.finalize()
 
     def __getitem__(self, idx: int | slice) -> dict | list[dict]:
         if isinstance(idx, slice):
@@ -447,6 +611,7 @@ class LeRobotDataset(torch.utils.data.Dataset):
 
         Items are views into the batch's tensors; torch's default_collate hands that batch back
         without copying it again (see dexloop.datasets.collate)."""
+        self._ensure_reader()
         rows = self._rows(indices)
         if len(rows) == 0:
             return []

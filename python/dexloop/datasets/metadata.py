@@ -26,17 +26,31 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dexloop import hub
-from dexloop.errors import DatasetArgumentError, DatasetError, DatasetIndexError
+from dexloop.errors import (
+    DatasetArgumentError,
+    DatasetError,
+    DatasetExistsError,
+    DatasetIndexError,
+    DatasetUnfinishedError,
+)
 
+from .durable import write_json_atomically
 from .info import (
     CODEBASE_VERSION,
+    DEFAULT_CHUNK_SIZE,
+    DEFAULT_DATA_FILE_SIZE_IN_MB,
+    DEFAULT_FEATURES,
+    DEFAULT_VIDEO_FILE_SIZE_IN_MB,
+    DEFAULT_VIDEO_PATH,
     EPISODES_DIR,
     INFO_PATH,
     STATS_PATH,
     TASKS_PATH,
     DatasetInfo,
+    info_from_dict,
     load_info,
 )
+from .recording_journal import has_journal
 from .stats import Stats, aggregate_stats, load_stats, stats_from_json
 
 V21_EPISODES_PATH = "meta/episodes.jsonl"
@@ -192,9 +206,111 @@ class LeRobotDatasetMetadata:
             )
             self._load()
 
+    @classmethod
+    def create(
+        cls,
+        repo_id: str,
+        fps: int,
+        features: dict,
+        robot_type: str | None = None,
+        root: str | Path | None = None,
+        use_videos: bool = True,
+        metadata_buffer_size: int = 10,
+        chunks_size: int | None = None,
+        data_files_size_in_mb: int | None = None,
+        video_files_size_in_mb: int | None = None,
+    ) -> LeRobotDatasetMetadata:
+        """A new, empty dataset at `root` (default ``$HF_LEROBOT_HOME/<repo_id>``), which must not
+        exist: ``meta/info.json`` with `features` plus LeRobot's five default columns and zero
+        counters, as LeRobot's ``LeRobotDatasetMetadata.create`` writes it."""
+        if not isinstance(features, dict) or not all(isinstance(f, dict) for f in features.values()):
+            raise DatasetArgumentError("features must be a dict of {name: {'dtype', 'shape', 'names'}}")
+        features = {name: dict(feature) for name, feature in features.items()}
+        for name in DEFAULT_FEATURES:
+            features[name] = {
+                "dtype": "float32" if name == "timestamp" else "int64",
+                "shape": [1],
+                "names": None,
+            }
+        for feature in features.values():
+            if isinstance(feature.get("shape"), (list, tuple)):
+                feature["shape"] = list(feature["shape"])
+        video_keys = [name for name, feature in features.items() if feature.get("dtype") == "video"]
+        if video_keys and not use_videos:
+            raise DatasetArgumentError(
+                f"Features contain video keys {video_keys}, but 'use_videos' is set to False. Either remove "
+                "video features from the features dict, or set 'use_videos=True'."
+            )
+        raw = {
+            "codebase_version": CODEBASE_VERSION,
+            "fps": fps,
+            "features": features,
+            "total_episodes": 0,
+            "total_frames": 0,
+            "total_tasks": 0,
+            "chunks_size": chunks_size or DEFAULT_CHUNK_SIZE,
+            "data_files_size_in_mb": data_files_size_in_mb or DEFAULT_DATA_FILE_SIZE_IN_MB,
+            "video_files_size_in_mb": video_files_size_in_mb or DEFAULT_VIDEO_FILE_SIZE_IN_MB,
+            "video_path": DEFAULT_VIDEO_PATH if use_videos else None,
+            "robot_type": robot_type,
+            "splits": {},
+        }
+        for key in ("data_files_size_in_mb", "video_files_size_in_mb"):
+            if not isinstance(raw[key], (int, float)) or isinstance(raw[key], bool) or raw[key] <= 0:
+                raise DatasetArgumentError(f"{key} must be a positive number, got {raw[key]!r}")
+        try:
+            info = info_from_dict(raw, "features")
+        except DatasetError as error:
+            raise DatasetArgumentError(f"cannot create dataset {repo_id!r}: {error}") from error
+        obj = cls.__new__(cls)
+        obj.repo_id = repo_id
+        obj.repo_type = "dataset"
+        obj.revision = None
+        obj._requested_root = Path(root) if root is not None else None
+        obj.root = obj._requested_root if obj._requested_root is not None else hub.lerobot_home() / repo_id
+        try:
+            obj.root.mkdir(parents=True, exist_ok=False)
+        except FileExistsError:
+            raise DatasetExistsError(
+                f"{obj.root}: a dataset folder already exists there; LeRobotDataset.create() never overwrites "
+                "one (LeRobotDataset.resume() appends to a dataset)"
+            ) from None
+        write_json_atomically(obj.root / INFO_PATH, info.to_dict())
+        obj.info = info
+        obj.tasks = None
+        obj.episodes = None
+        obj.stats = None
+        obj.latest_episode = None
+        return obj
+
+    def update_chunk_settings(
+        self,
+        chunks_size: int | None = None,
+        data_files_size_in_mb: float | None = None,
+        video_files_size_in_mb: float | None = None,
+    ) -> None:
+        """LeRobot's ``update_chunk_settings``: changes the file rollover limits of a dataset being
+        recorded (they apply from the next episode) and rewrites ``info.json``."""
+        for name, value in (
+            ("chunks_size", chunks_size),
+            ("data_files_size_in_mb", data_files_size_in_mb),
+            ("video_files_size_in_mb", video_files_size_in_mb),
+        ):
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise DatasetArgumentError(f"{name} must be positive, got {value!r}")
+            setattr(self.info, name, value)
+        write_json_atomically(self.root / INFO_PATH, self.info.to_dict())
+
     # -- loading -------------------------------------------------------------------------------
 
     def _load(self) -> None:
+        if has_journal(self.root):
+            raise DatasetUnfinishedError(
+                f"{self.root}: holds a recording that was not finalized (interrupted, or still being "
+                f"recorded); `dexloop dataset repair {self.root}` or LeRobotDataset.resume() completes it"
+            )
         self.info: DatasetInfo = load_info(self.root)
         if self.is_v21:
             self.tasks = _load_v21_tasks(self.root / V21_TASKS_PATH)

@@ -1,0 +1,508 @@
+"""``DatasetWriter``: records episodes into a LeRobot v3.0 dataset, as LeRobot 0.6.1's writer does,
+in real time and without losing a saved episode to a crash.
+
+What LeRobot does after the fact, dexloop does while frames arrive:
+
+* each camera frame goes straight to its camera's StreamingEncoder (a C++ thread per camera behind a
+  bounded queue; a full queue makes ``add_frame`` wait, never drops a frame, and is reported), into
+  the camera's current mp4, episode after episode; LeRobot writes PNGs and encodes after each episode;
+* the frames image statistics need are kept, downsampled, as they arrive, so ``save_episode()``
+  computes LeRobot's per-episode stats without reading anything back;
+* ``save_episode()`` ends each camera's episode (its fragment flushed to disk) and commits the episode
+  to the recording journal (see recording_journal), so it returns in milliseconds and a saved episode
+  survives SIGKILL; ``finalize()`` assembles LeRobot's files.
+
+Files roll over as LeRobot's do: a new data file when the current one plus the episode would reach
+``data_files_size_in_mb``, a new mp4 when the current one plus an episode would reach
+``video_files_size_in_mb`` (the size of the camera's previous episode stands for the coming one,
+since the decision is made before its first frame is encoded), a new chunk directory every
+``chunks_size`` files, and new files for every writer session.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dexloop.errors import DatasetArgumentError, DatasetError, DatasetFrameError, VideoEncodeError
+
+from .compute_stats import compute_episode_stats, downsample_for_stats, sample_indices
+from .frame_validation import validate_frame
+from .info import DatasetInfo, frame_size
+from .parquet_files import frames_schema, frames_table
+from .recording_journal import CommittedEpisode, RecordingJournal, Session, assemble, stats_to_json
+from .stats import aggregate_stats
+
+logger = logging.getLogger(__name__)
+
+MIB = 1024**2
+# PNG compression LeRobot uses for image features stored in parquet.
+IMAGE_PNG_COMPRESS_LEVEL = 6
+CODEC_CANONICAL_NAMES = {"libsvtav1": "av1", "libaom-av1": "av1", "h264": "h264", "hevc": "hevc"}
+
+
+def next_file(chunk: int, file: int, chunks_size: int) -> tuple[int, int]:
+    """LeRobot's ``update_chunk_file_indices``: the next file, or the next chunk after chunks_size files."""
+    return (chunk + 1, 0) if file == chunks_size - 1 else (chunk, file + 1)
+
+
+def as_numpy(value: Any) -> Any:
+    """A torch tensor as a numpy array (LeRobot converts them too); anything else unchanged."""
+    if type(value).__module__.startswith("torch") and hasattr(value, "numpy"):
+        return value.detach().cpu().numpy()
+    return value
+
+
+def rgb_frame(value: Any, key: str) -> np.ndarray:
+    """A camera frame as uint8 HWC, as LeRobot's image writer turns it into a PNG: PIL images as RGB,
+    channels-first arrays transposed, float images in [0, 1] scaled by 255 and truncated."""
+    if not isinstance(value, np.ndarray):  # a PIL image (validate_frame allows nothing else)
+        value = np.array(value.convert("RGB"))
+    elif value.shape[-1] != 3 and value.shape[0] == 3:
+        value = value.transpose(1, 2, 0)
+    if value.shape[-1] != 3:
+        raise DatasetFrameError(
+            f"The feature '{key}' of shape {value.shape} is not an RGB image (3 channels first or last)"
+        )
+    if value.dtype != np.uint8:
+        low, high = float(value.min()), float(value.max())
+        if not (np.issubdtype(value.dtype, np.floating) and low >= 0.0 and high <= 1.0):
+            raise DatasetFrameError(
+                f"The feature '{key}' holds {value.dtype} values in [{low}, {high}]: camera frames must be "
+                "uint8, or float in [0.0, 1.0]"
+            )
+        value = (value * 255).astype(np.uint8)
+    if not value.flags.c_contiguous or not value.flags.writeable:
+        value = np.array(value, order="C")
+    return value
+
+
+def png_cell(image: np.ndarray, frame_index: int) -> dict[str, Any]:
+    """An image-dtype cell as LeRobot embeds it: PNG bytes (compress level 6) and the file's name."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG", compress_level=IMAGE_PNG_COMPRESS_LEVEL)
+    return {"bytes": buffer.getvalue(), "path": f"frame-{frame_index:06d}.png"}
+
+
+def video_info(config: Any, height: int, width: int, fps: int) -> dict[str, Any]:
+    """The ``info`` block LeRobot stores for a video feature once its first episode is encoded."""
+    return {
+        "video.height": height,
+        "video.width": width,
+        "video.codec": CODEC_CANONICAL_NAMES.get(config.vcodec, config.vcodec),
+        "video.pix_fmt": config.pix_fmt,
+        "video.fps": fps,
+        "video.channels": 3,
+        "has_audio": False,
+        "video.g": config.g,
+        "video.crf": config.crf,
+        "video.preset": config.preset,
+        "video.fast_decode": config.fast_decode,
+        "video.video_backend": config.video_backend,
+        "video.extra_options": dict(config.extra_options),
+        "is_depth_map": False,
+    }
+
+
+def _settings(info: Mapping[str, Any]) -> dict[str, Any]:
+    """info.json without the counters a session's episodes change."""
+    return {
+        k: v for k, v in info.items() if k not in ("total_episodes", "total_frames", "total_tasks", "splits")
+    }
+
+
+@dataclass
+class EpisodeBuffer:
+    """The frames of the episode being recorded (camera frames are already in their encoders)."""
+
+    size: int = 0
+    tasks: list[str] = field(default_factory=list)
+    values: dict[str, list] = field(default_factory=dict)  # numeric and string features, image cells
+    stats_frames: dict[str, list[np.ndarray]] = field(default_factory=dict)  # downsampled CHW frames
+
+
+@dataclass
+class _Camera:
+    """One video feature's current mp4 and its encoder."""
+
+    key: str
+    height: int
+    width: int
+    chunk: int = 0
+    file: int = 0
+    encoder: Any = None
+    saved_episodes: int = 0  # in the current file
+    bytes_before_episode: int = 0
+    last_episode_bytes: int = 0
+    file_end_s: float = 0.0  # to_timestamp of the current file's last saved episode
+    full_waits: int = 0
+
+    def place(self, encoded: Any, length: int, fps: int) -> tuple[float, float]:
+        """from_timestamp / to_timestamp of the episode just ended, summed the way LeRobot sums
+        them (each episode starts where the previous one's duration ends), and checked against
+        where the encoder put its frames."""
+        start = self.file_end_s
+        if encoded.frames != length or abs(encoded.from_timestamp - start) > 1e-6:
+            raise VideoEncodeError(
+                f"camera {self.key}: the encoder holds {encoded.frames} frames from {encoded.from_timestamp} s "
+                f"for an episode of {length} frames expected from {start} s"
+            )
+        self.file_end_s = start + length / fps
+        return start, self.file_end_s
+
+    def relative_path(self, info: DatasetInfo) -> str:
+        return info.video_path.format(video_key=self.key, chunk_index=self.chunk, file_index=self.file)
+
+
+class DatasetWriter:
+    """Records episodes into the dataset of `meta` (created or resumed): see the module docstring.
+
+    `rgb_encoder` is a VideoEncoderConfig (LeRobot's defaults when None), `encoder_threads` the
+    codec's thread count, `encoder_queue_maxsize` the frames each camera's queue holds."""
+
+    def __init__(
+        self,
+        meta: Any,
+        rgb_encoder: Any = None,
+        encoder_threads: int | None = None,
+        encoder_queue_maxsize: int = 30,
+    ):
+        from dexloop.video.encoder import RGBEncoderConfig
+
+        if meta.depth_keys:
+            raise DatasetError(
+                f"{meta.root}: depth video features {meta.depth_keys} cannot be recorded by this dexloop version"
+            )
+        if encoder_queue_maxsize < 1:
+            raise DatasetArgumentError(f"encoder_queue_maxsize must be >= 1, got {encoder_queue_maxsize}")
+        self.meta = meta
+        self.root = Path(meta.root)
+        self.rgb_encoder = rgb_encoder if rgb_encoder is not None else RGBEncoderConfig()
+        self.encoder_threads = encoder_threads
+        self.encoder_queue_maxsize = encoder_queue_maxsize
+        self.episode_buffer = EpisodeBuffer()
+        self._features = meta.features
+        self._schema = frames_schema(self._features)
+        self._stored_keys = [f.name for f in self._schema]
+        self._closed_videos: list[str] = []
+        self._finalized = False
+
+        info = meta.info
+        last = (
+            meta.episodes[len(meta.episodes) - 1]
+            if meta.episodes is not None and len(meta.episodes)
+            else None
+        )
+        # A resumed session always starts new data, metadata and video files (LeRobot's rule).
+        self._data_file = (0, 0)
+        self._meta_file = (0, 0)
+        self._cameras = {}
+        for key in meta.video_keys:
+            height, width = frame_size(self._features[key])
+            self._cameras[key] = _Camera(key, height, width)
+        if last is not None:
+            size = info.chunks_size
+            self._data_file = next_file(int(last["data/chunk_index"]), int(last["data/file_index"]), size)
+            meta_position = (int(last["meta/episodes/chunk_index"]), int(last["meta/episodes/file_index"]))
+            self._meta_file = next_file(*meta_position, size)
+            for camera in self._cameras.values():
+                chunk, file = (
+                    int(last[f"videos/{camera.key}/chunk_index"]),
+                    int(last[f"videos/{camera.key}/file_index"]),
+                )
+                camera.chunk, camera.file = next_file(chunk, file, size)
+        self._data_file_bytes = 0
+        self._data_file_frames = 0
+        self._meta_file_bytes = 0
+        self._session_episodes = 0
+
+        self._journal = RecordingJournal(self.root)
+        self._session = Session(
+            first_episode=meta.total_episodes,
+            first_frame=meta.total_frames,
+            tasks=list(meta.tasks.index) if meta.tasks is not None else [],
+            stats=stats_to_json(meta.stats) if meta.stats is not None else None,
+            info=info.to_dict(),
+        )
+        self._journal.start(self._session)
+
+    # -- frames ---------------------------------------------------------------------------------
+
+    def add_frame(self, frame: dict) -> None:
+        """Validates `frame` as LeRobot does and adds it to the episode; camera frames are queued for
+        encoding (waiting while a camera's queue is full)."""
+        self._require_open("add_frame")
+        frame = {name: as_numpy(value) for name, value in frame.items()}
+        validate_frame(frame, self._features)
+        buffer = self.episode_buffer
+        frame_index = buffer.size
+        camera_frames = {}
+        for key in self._cameras:
+            camera_frames[key] = rgb_frame(frame[key], key)
+        images = {
+            key: rgb_frame(frame[key], key)
+            for key, feature in self._features.items()
+            if feature["dtype"] == "image"
+        }
+        if frame_index == 0:
+            for camera in self._cameras.values():
+                self._open_episode_video(camera)
+        for key, rgb in camera_frames.items():
+            self._cameras[key].encoder.add_frame(rgb)
+        for key, rgb in {**camera_frames, **images}.items():
+            # Copied: a view would keep the caller's whole frame alive until the episode is saved.
+            buffer.stats_frames.setdefault(key, []).append(
+                downsample_for_stats(rgb.transpose(2, 0, 1)).copy()
+            )
+        for key, rgb in images.items():
+            buffer.values.setdefault(key, []).append(png_cell(rgb, frame_index))
+        for key, feature in self._features.items():
+            if key in frame and feature["dtype"] not in ("video", "image"):
+                value = frame[key]
+                buffer.values.setdefault(key, []).append(
+                    value.copy() if isinstance(value, np.ndarray) else value
+                )
+        buffer.tasks.append(frame["task"])
+        buffer.size += 1
+
+    def has_pending_frames(self) -> bool:
+        return self.episode_buffer.size > 0
+
+    def clear_episode_buffer(self, delete_images: bool = True) -> None:
+        """Discards the episode being recorded; none of its frames reach the dataset."""
+        for camera in self._cameras.values():
+            if camera.encoder is not None:
+                camera.encoder.discard_episode()
+        self.episode_buffer = EpisodeBuffer()
+
+    # -- episodes -------------------------------------------------------------------------------
+
+    def save_episode(self, episode_data: dict | None = None, parallel_encoding: bool = True) -> None:
+        """Saves the recorded episode: when this returns, the episode survives a crash."""
+        self._require_open("save_episode")
+        if episode_data is not None:
+            raise DatasetArgumentError(
+                "save_episode(episode_data=...) is not supported: add the frames with add_frame()"
+            )
+        buffer = self.episode_buffer
+        if buffer.size == 0:
+            raise DatasetArgumentError(
+                "You must add one or several frames with `add_frame` before calling `save_episode`."
+            )
+        meta, info = self.meta, self.meta.info
+        episode_index, length = meta.total_episodes, buffer.size
+        first_frame = meta.total_frames
+        episode_tasks = list(set(buffer.tasks))  # LeRobot's order: a set's
+        known = list(meta.tasks.index) if meta.tasks is not None else []
+        new_tasks = [task for task in episode_tasks if task not in known]
+        task_of = {task: i for i, task in enumerate(known + new_tasks)}
+
+        columns = self._columns(buffer, episode_index, first_frame, task_of)
+        stats = self._episode_stats(buffer, columns)
+        videos = {key: camera.encoder.end_episode() for key, camera in self._cameras.items()}
+        for camera in self._cameras.values():
+            camera.saved_episodes += 1
+            camera.last_episode_bytes = self._video_bytes(camera) - camera.bytes_before_episode
+            self._report_back_pressure(camera)
+
+        data_file = self._place_data(length)
+        table = frames_table({key: columns[key] for key in self._stored_keys}, self._schema)
+        staged_bytes = self._journal.stage_frames(episode_index, table)
+        self._data_file_bytes += staged_bytes
+        self._data_file_frames += length
+
+        row: dict[str, Any] = {"episode_index": episode_index, "tasks": episode_tasks, "length": length}
+        row["data/chunk_index"], row["data/file_index"] = data_file
+        row["dataset_from_index"], row["dataset_to_index"] = first_frame, first_frame + length
+        for key, camera in self._cameras.items():
+            row[f"videos/{key}/chunk_index"], row[f"videos/{key}/file_index"] = camera.chunk, camera.file
+            row[f"videos/{key}/from_timestamp"], row[f"videos/{key}/to_timestamp"] = camera.place(
+                videos[key], length, info.fps
+            )
+        for feature, values in stats.items():
+            for name, value in values.items():
+                row[f"stats/{feature}/{name}"] = np.asarray(value).tolist()
+        row["meta/episodes/chunk_index"], row["meta/episodes/file_index"] = self._place_metadata(row)
+
+        if episode_index == 0:
+            for key, camera in self._cameras.items():
+                info.features[key]["info"] = video_info(
+                    self.rgb_encoder, camera.height, camera.width, info.fps
+                )
+        self._sync_session_info()
+        # The dataset's stats after this episode, aggregated in memory as LeRobot does (its float32
+        # per-episode stats give other roundings than the float64 lists of the row would).
+        dataset_stats = aggregate_stats([meta.stats, stats]) if meta.stats is not None else stats
+        self._journal.commit(
+            CommittedEpisode(row=row, new_tasks=new_tasks, dataset_stats=stats_to_json(dataset_stats))
+        )
+
+        self._session_episodes += 1
+        info.total_episodes += 1
+        info.total_frames += length
+        if new_tasks:
+            import pandas as pd
+
+            everything = known + new_tasks
+            meta.tasks = pd.DataFrame(
+                {"task_index": np.arange(len(everything), dtype=np.int64)},
+                index=pd.Index(everything, name="task"),
+            )
+        info.total_tasks = len(task_of)
+        info.splits = {"train": f"0:{info.total_episodes}"}
+        meta.stats = dataset_stats
+        meta.latest_episode = row
+        self.episode_buffer = EpisodeBuffer()
+
+    def _sync_session_info(self) -> None:
+        """The journal's copy of info.json follows what changed since (video info, chunk settings)."""
+        info = self.meta.info.to_dict()
+        if _settings(info) != _settings(self._session.info):
+            self._session.info = info
+            self._journal.write_session(self._session)
+
+    def _columns(
+        self, buffer: EpisodeBuffer, episode_index: int, first_frame: int, task_of: Mapping[str, int]
+    ) -> dict[str, Any]:
+        """The episode's column values, stacked as LeRobot stacks them (shape-(1,) features 1-D)."""
+        length, fps = buffer.size, self.meta.fps
+        columns: dict[str, Any] = {}
+        for key, feature in self._features.items():
+            if key not in buffer.values:
+                continue
+            values = buffer.values[key]
+            if feature["dtype"] in ("image", "string"):
+                columns[key] = values
+                continue
+            stacked = np.stack(values)
+            columns[key] = stacked.reshape(length) if tuple(feature["shape"]) == (1,) else stacked
+        frame_index = np.arange(length, dtype=np.int64)
+        columns["timestamp"] = frame_index / fps  # float64 for the stats; stored as float32
+        columns["frame_index"] = frame_index
+        columns["episode_index"] = np.full(length, episode_index, dtype=np.int64)
+        columns["index"] = np.arange(first_frame, first_frame + length, dtype=np.int64)
+        columns["task_index"] = np.array([task_of[task] for task in buffer.tasks], dtype=np.int64)
+        return columns
+
+    def _episode_stats(self, buffer: EpisodeBuffer, columns: Mapping[str, Any]) -> dict:
+        data: dict[str, Any] = {}
+        picked = sample_indices(buffer.size)
+        for key, feature in self._features.items():
+            if feature["dtype"] in ("image", "video"):
+                frames = buffer.stats_frames[key]
+                data[key] = np.stack([frames[i] for i in picked])
+            elif feature["dtype"] not in ("string", "language") and key in columns:
+                data[key] = columns[key]
+        return compute_episode_stats(data, self._features)
+
+    def _place_data(self, length: int) -> tuple[int, int]:
+        """The data file of the next episode, by LeRobot's size rule."""
+        if self._session_episodes > 0 and self._data_file_frames > 0:
+            per_frame = self._data_file_bytes / self._data_file_frames
+            if (self._data_file_bytes + per_frame * length) / MIB >= self.meta.info.data_files_size_in_mb:
+                self._data_file = next_file(*self._data_file, self.meta.info.chunks_size)
+                self._data_file_bytes = self._data_file_frames = 0
+        return self._data_file
+
+    def _place_metadata(self, row: Mapping[str, Any]) -> tuple[int, int]:
+        """The episode-metadata file of the episode. Its row's size in JSON stands for its size in
+        parquet (larger), so these files roll over no later than LeRobot's."""
+        import json
+
+        row_bytes = len(json.dumps(row))
+        limit = self.meta.info.data_files_size_in_mb * MIB
+        if self._session_episodes > 0 and self._meta_file_bytes + row_bytes >= limit:
+            self._meta_file = next_file(*self._meta_file, self.meta.info.chunks_size)
+            self._meta_file_bytes = 0
+        self._meta_file_bytes += row_bytes
+        return self._meta_file
+
+    # -- video files ----------------------------------------------------------------------------
+
+    def _open_episode_video(self, camera: _Camera) -> None:
+        """Before an episode's first frame: rolls the camera over to a new mp4 when the current one
+        would reach the size limit with another episode, and opens the encoder if needed."""
+        from dexloop.video.encoder import open_encoder
+
+        info = self.meta.info
+        if (
+            camera.encoder is not None
+            and camera.saved_episodes > 0
+            and (self._video_bytes(camera) + camera.last_episode_bytes) / MIB >= info.video_files_size_in_mb
+        ):
+            camera.encoder = None  # the fragmented file is finished by finalize()
+            camera.chunk, camera.file = next_file(camera.chunk, camera.file, info.chunks_size)
+            camera.saved_episodes = 0
+            camera.file_end_s = 0.0
+        if camera.encoder is None:
+            relative = camera.relative_path(info)
+            # Recorded before the file exists, so that repair removes it if no episode gets saved.
+            self._session.created_videos.append(relative)
+            self._journal.write_session(self._session)
+            path = self.root / relative
+            path.parent.mkdir(parents=True, exist_ok=True)
+            camera.encoder = open_encoder(
+                str(path),
+                self.rgb_encoder,
+                width=camera.width,
+                height=camera.height,
+                fps=self.meta.fps,
+                encoder_threads=self.encoder_threads,
+                queue_frames=self.encoder_queue_maxsize,
+            )
+            camera.full_waits = 0
+        camera.bytes_before_episode = self._video_bytes(camera)
+
+    def _video_bytes(self, camera: _Camera) -> int:
+        return os.path.getsize(self.root / camera.relative_path(self.meta.info))
+
+    def _report_back_pressure(self, camera: _Camera) -> None:
+        stats = camera.encoder.stats
+        if stats.full_waits > camera.full_waits:
+            logger.warning(
+                "camera %s: the encoder fell behind; add_frame waited for it %d times (%.2f s in all, "
+                "queue of %d frames). No frame was dropped.",
+                camera.key,
+                stats.full_waits - camera.full_waits,
+                stats.waited_s,
+                stats.capacity,
+            )
+            camera.full_waits = stats.full_waits
+
+    def encoder_stats(self) -> dict[str, Any]:
+        """Each camera's queue statistics (EncoderQueueStats) for its current file."""
+        return {key: c.encoder.stats for key, c in self._cameras.items() if c.encoder is not None}
+
+    # -- the end --------------------------------------------------------------------------------
+
+    def finalize(self) -> None:
+        """Finishes the recording: LeRobot's files for every saved episode. An episode still being
+        recorded is discarded (as LeRobot does), with a warning. Idempotent."""
+        if self._finalized:
+            return
+        if self.episode_buffer.size:
+            logger.warning("finalize(): discarding %d frames that were never saved", self.episode_buffer.size)
+            self.clear_episode_buffer()
+        for camera in self._cameras.values():
+            if camera.encoder is None:
+                continue
+            if camera.saved_episodes > 0:
+                camera.encoder.close()
+                self._closed_videos.append(camera.relative_path(self.meta.info))
+            camera.encoder = None
+        self._sync_session_info()
+        self.meta.info = assemble(self._journal, self._closed_videos)
+        self._finalized = True
+
+    def _require_open(self, method: str) -> None:
+        if self._finalized:
+            raise DatasetError(f"{self.root}: cannot call {method}() after finalize()")
