@@ -163,6 +163,83 @@ def record_with_ffmpeg_cli(folder: Path, frames: dict, encoder_threads: int | No
     }
 
 
+def record_dataset(dataset_class, root: Path, frames: dict, **create_options) -> dict:
+    """A whole recording through a LeRobotDataset class (dexloop's, or LeRobot's when importable):
+    create(), every frame through add_frame() (a 6-D state and action besides the cameras), then
+    save_episode() per episode and finalize(). Frames lost: parquet rows minus each camera's frames
+    in its mp4s (LeRobot's streaming encoder drops frames when its queue is full)."""
+    features = {
+        "observation.state": {"dtype": "float32", "shape": (6,), "names": None},
+        "action": {"dtype": "float32", "shape": (6,), "names": None},
+        **{
+            camera: {"dtype": "video", "shape": (HEIGHT, WIDTH, 3), "names": ["height", "width", "channels"]}
+            for camera in CAMERAS
+        },
+    }
+    episodes = len(frames[CAMERAS[0]])
+    blocking = []
+    cpu_start, start = cpu_seconds(), time.perf_counter()
+    dataset = dataset_class.create(
+        repo_id="bench/record", fps=FPS, features=features, root=root, **create_options
+    )
+    for episode in range(episodes):
+        for number, frame_set in enumerate(
+            zip(*(frames[camera][episode] for camera in CAMERAS), strict=True)
+        ):
+            frame = {
+                "observation.state": np.full(6, number, dtype=np.float32),
+                "action": np.full(6, -number, dtype=np.float32),
+                "task": "bench",
+            }
+            frame.update(zip(CAMERAS, frame_set, strict=True))
+            dataset.add_frame(frame)
+        save_start = time.perf_counter()
+        dataset.save_episode()
+        blocking.append(time.perf_counter() - save_start)
+    dataset.finalize()
+    wall = time.perf_counter() - start
+    cpu = cpu_seconds() - cpu_start
+    total = sum(len(episode) for episode in frames[CAMERAS[0]])
+    import pyarrow.parquet as pq
+
+    rows = sum(pq.read_metadata(path).num_rows for path in root.glob("data/*/*.parquet"))
+    in_videos = {
+        camera: sum(
+            VideoDecoder(str(path)).info.frame_count for path in root.glob(f"videos/{camera}/*/*.mp4")
+        )
+        for camera in CAMERAS
+    }
+    return {
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "fps_per_camera": total / wall,
+        "save_episode_blocking_ms": {
+            "median": 1000 * float(np.median(blocking)),
+            "max": 1000 * float(np.max(blocking)),
+        },
+        "rows": rows,
+        "frames_lost": {camera: total - in_videos[camera] for camera in CAMERAS},
+    }
+
+
+def record_with_lerobot(scratch: Path, frames: dict) -> dict:
+    """LeRobot 0.6.1's recording of the same frames, default (PNG, then encoding per episode, 4
+    image-writer threads per camera as lerobot-record uses) and with streaming_encoding=True;
+    empty when LeRobot is not importable."""
+    try:
+        from lerobot.datasets.lerobot_dataset import LeRobotDataset as LeRobots
+    except ImportError:
+        return {}
+    return {
+        "lerobot_default": record_dataset(
+            LeRobots, scratch / "lerobot_default", frames, image_writer_threads=4 * len(CAMERAS)
+        ),
+        "lerobot_streaming": record_dataset(
+            LeRobots, scratch / "lerobot_streaming", frames, streaming_encoding=True
+        ),
+    }
+
+
 def system_metadata() -> dict:
     return {**host_metadata(), "ffmpeg": _core.video.ffmpeg_version()}
 
@@ -217,6 +294,12 @@ def main() -> None:
         "when the encoder keeps up (0: skip)",
     )
     parser.add_argument(
+        "--recording",
+        action="store_true",
+        help="also record whole datasets: dexloop's LeRobotDataset writer and, when importable, LeRobot "
+        "0.6.1's (default and streaming_encoding=True)",
+    )
+    parser.add_argument(
         "--results", type=Path, default=REPO / "bench" / "results", help="JSON + PNG output folder"
     )
     args = parser.parse_args()
@@ -240,6 +323,24 @@ def main() -> None:
                 "dexloop": record_with_dexloop(folder, frames, args.encoder_threads),
                 "ffmpeg_cli": record_with_ffmpeg_cli(folder, frames, args.encoder_threads),
             }
+            if args.recording:
+                from dexloop.datasets import LeRobotDataset
+
+                run["dexloop_writer"] = record_dataset(LeRobotDataset, folder / "dexloop_writer", frames)
+                run.update(record_with_lerobot(folder, frames))
+                for name in ("dexloop_writer", "lerobot_default", "lerobot_streaming"):
+                    if name in run:
+                        r = run[name]
+                        print(
+                            f"  recording with {name}: {r['fps_per_camera']:6.1f} fps/camera, wall {r['wall_s']:.0f} s, "
+                            f"CPU {r['cpu_s']:.0f} s, save_episode median {r['save_episode_blocking_ms']['median']:.0f} ms "
+                            f"max {r['save_episode_blocking_ms']['max']:.0f} ms, frames lost {r['frames_lost']}",
+                            flush=True,
+                        )
+                if "lerobot_default" in run:
+                    run["writer_over_lerobot_default"] = (
+                        run["dexloop_writer"]["fps_per_camera"] / run["lerobot_default"]["fps_per_camera"]
+                    )
         run["dexloop_over_ffmpeg_cli"] = (
             run["dexloop"]["fps_per_camera"] / run["ffmpeg_cli"]["fps_per_camera"]
         )

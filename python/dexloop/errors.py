@@ -55,6 +55,11 @@ class DatasetExistsError(DatasetError, FileExistsError):
     FileExistsError, as LeRobot raises."""
 
 
+class DatasetWriteError(DatasetError, OSError):
+    """A dataset file cannot be written (a full disk, a file too large, no permission). The message
+    names the file; episodes saved before are kept. An OSError, as the failed write was."""
+
+
 class DatasetUnfinishedError(DatasetError, RuntimeError):
     """A dataset whose recording is not finished: read before ``finalize()``, opened while another
     process records it, or left by a recording that was interrupted (``dexloop dataset repair ROOT``
@@ -138,6 +143,7 @@ __all__ = [
     "DatasetReadOnlyError",
     "DatasetUnfinishedError",
     "DatasetVersionError",
+    "DatasetWriteError",
     "DeltaTimestampsError",
     "DeviceAlreadyConnectedError",
     "DeviceNotConnectedError",

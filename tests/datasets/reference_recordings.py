@@ -214,3 +214,49 @@ def frame_task(spec: dict, episode: int, frame: int, length: int) -> str:
     if isinstance(t, tuple):
         return t[0] if frame < (length + 1) // 2 else t[1]
     return t
+
+
+def record_episode(dataset, spec: dict, features: dict, episode: int) -> None:
+    """Adds and saves one episode of the recipe to a dataset being recorded (LeRobot's or dexloop's)."""
+    length = spec["lengths"][episode]
+    values = episode_values(spec["seed"], episode, length)
+    for f in range(length):
+        frame = {"task": frame_task(spec, episode, f, length)}
+        for key, feature in features.items():
+            if feature["dtype"] in ("video", "image"):
+                height, width = spec["cameras"][key]
+                frame[key] = paint_frame(episode, f, height, width)
+            else:
+                frame[key] = values[key][f]
+        dataset.add_frame(frame)
+    dataset.save_episode()
+
+
+def record(dataset_class, name: str, root, features: dict, rgb_encoder) -> None:
+    """Records dataset `name` of the recipe at `root` with `dataset_class` (LeRobot's or dexloop's
+    LeRobotDataset): its writer sessions through create() and resume(), with the recipe's chunk
+    settings per session."""
+    spec = DATASETS[name]
+    for session, episodes in enumerate(spec["sessions"]):
+        if session == 0:
+            dataset = dataset_class.create(
+                repo_id=f"dexloop/{name}",
+                fps=spec["fps"],
+                features=features,
+                root=root,
+                robot_type="dexloop_sim",
+                use_videos=camera_dtype(spec) == "video",
+                rgb_encoder=rgb_encoder,
+                **spec["create_kwargs"],
+            )
+        else:
+            dataset = dataset_class.resume(f"dexloop/{name}", root=root, rgb_encoder=rgb_encoder)
+        limits = spec.get("session_size_limits", {}).get(session)
+        if limits:
+            dataset.meta.update_chunk_settings(**limits)
+        for episode in episodes:
+            record_episode(dataset, spec, features, episode)
+        if limits:
+            # LeRobot's integer defaults back, so that info.json holds the usual ints (100 / 200 MB).
+            dataset.meta.update_chunk_settings(data_files_size_in_mb=100, video_files_size_in_mb=200)
+        dataset.finalize()

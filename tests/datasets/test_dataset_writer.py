@@ -13,6 +13,7 @@ difference allowed in the video info blocks.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -34,14 +35,7 @@ from dexloop.errors import (
 from dexloop.video.encoder import RGBEncoderConfig
 
 from conftest import LEROBOT_DATA
-from reference_recordings import (
-    DATASETS,
-    build_features,
-    camera_dtype,
-    episode_values,
-    frame_task,
-    paint_frame,
-)
+from reference_recordings import DATASETS, build_features, paint_frame, record
 
 SMALL_CAMERA_ENCODER = {"vcodec": "h264", "pix_fmt": "yuv420p", "g": 2, "crf": 23}
 
@@ -57,45 +51,8 @@ def reference_features(name: str) -> dict:
     return {key: value for key, value in build_features(spec).items() if key in declared}
 
 
-def record_episode(dataset: LeRobotDataset, spec: dict, features: dict, episode: int) -> None:
-    length = spec["lengths"][episode]
-    values = episode_values(spec["seed"], episode, length)
-    for f in range(length):
-        frame = {"task": frame_task(spec, episode, f, length)}
-        for key, feature in features.items():
-            if feature["dtype"] in ("video", "image"):
-                height, width = spec["cameras"][key]
-                frame[key] = paint_frame(episode, f, height, width)
-            else:
-                frame[key] = values[key][f]
-        dataset.add_frame(frame)
-    dataset.save_episode()
-
-
 def record_reference(name: str, root: Path) -> None:
-    spec = DATASETS[name]
-    features = reference_features(name)
-    for session, episodes in enumerate(spec["sessions"]):
-        if session == 0:
-            dataset = LeRobotDataset.create(
-                f"dexloop/{name}",
-                spec["fps"],
-                features,
-                root=root,
-                robot_type="dexloop_sim",
-                use_videos=camera_dtype(spec) == "video",
-                rgb_encoder=encoder_for(spec),
-            )
-        else:
-            dataset = LeRobotDataset.resume(f"dexloop/{name}", root=root, rgb_encoder=encoder_for(spec))
-        limits = spec.get("session_size_limits", {}).get(session)
-        if limits:
-            dataset.meta.update_chunk_settings(**limits)
-        for episode in episodes:
-            record_episode(dataset, spec, features, episode)
-        if limits:
-            dataset.meta.update_chunk_settings(data_files_size_in_mb=100, video_files_size_in_mb=200)
-        dataset.finalize()
+    record(LeRobotDataset, name, root, reference_features(name), encoder_for(DATASETS[name]))
 
 
 @pytest.fixture(scope="module")
@@ -429,3 +386,67 @@ def test_frames_as_pil_read_only_float_and_torch(tmp_path) -> None:
     for row in range(1, 4):
         # float frames are truncated by LeRobot's rule (value * 255 -> uint8): within a level or two
         assert np.abs(reread[row]["observation.images.cam"].numpy().astype(int) - first).mean() < 3
+
+
+FULL_DISK_CHILD = """
+import resource, signal, sys
+import numpy as np
+sys.path.insert(0, sys.argv[2])
+from test_dataset_writer import FEATURES, frame
+from dexloop.datasets import LeRobotDataset
+from dexloop.errors import DexloopError
+
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
+dataset = LeRobotDataset.create("dexloop/full", 10, FEATURES, root=sys.argv[1])
+soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[3]), hard))
+saved = 0
+try:
+    for episode in range(1000):
+        for i in range(8):
+            dataset.add_frame(frame(episode, i))
+        dataset.save_episode()
+        saved += 1
+except DexloopError as error:
+    print("error", type(error).__name__, saved, str(error).replace(chr(10), " "), flush=True)
+    try:
+        dataset.add_frame(frame(saved, 0))
+    except DexloopError as refused:
+        print("refused", type(refused).__name__, flush=True)
+resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+dataset.finalize()
+print("finalized", flush=True)
+"""
+
+
+@pytest.mark.parametrize("limit", [40_000, 120_000])
+def test_a_full_disk_fails_the_episode_and_keeps_the_saved_ones(tmp_path, limit) -> None:
+    import subprocess
+    import sys
+
+    root = tmp_path / "full"
+    result = subprocess.run(
+        [sys.executable, "-c", FULL_DISK_CHILD, str(root), str(Path(__file__).parent), str(limit)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env={**os.environ, "PYTHONPATH": f"{Path(__file__).parent}:{Path(__file__).parents[1]}"},
+    )
+    lines = result.stdout.splitlines()
+    assert result.returncode == 0, result.stderr[-2000:]
+    error = next(line for line in lines if line.startswith("error"))
+    kind, saved = error.split()[1], int(error.split()[2])
+    assert kind in ("DatasetWriteError", "VideoEncodeError"), error
+    assert str(root) in error, "the message names the file"
+    assert lines[-2].startswith("refused DatasetWriteError") and lines[-1] == "finalized"
+    assert saved > 0
+    dataset = LeRobotDataset("dexloop/full", root=root, return_uint8=True)
+    assert dataset.num_episodes == saved
+    # The first and last saved episode (their neighbours as candidates: far episodes are painted in
+    # levels a lossy codec may confuse).
+    for episode in (0, saved - 1):
+        pairs = [(e, i) for e in range(max(0, episode - 1), min(saved, episode + 2)) for i in range(8)]
+        painted = np.stack([paint_frame(e, i, 64, 80).transpose(2, 0, 1) for e, i in pairs]).astype(np.int16)
+        for i in (0, 7):
+            image = dataset[episode * 8 + i]["observation.images.cam"].numpy()
+            assert pairs[nearest_painted(image, painted)] == (episode, i)

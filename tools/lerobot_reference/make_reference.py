@@ -46,12 +46,11 @@ from reference_recordings import (  # noqa: E402
     DATASETS,
     EXTRA_KEYS,
     build_features,
-    camera_dtype,
     episode_values,
-    frame_task,
     paint_frame,
     video_cameras,
 )
+from reference_recordings import record as record_sessions  # noqa: E402
 
 
 # ----------------------------------------------------------------------------------------------
@@ -94,41 +93,7 @@ def record(name: str, spec: dict, root: Path, log: list[str]) -> dict:
         shutil.rmtree(probe_root, ignore_errors=True)
 
     encoder = RGBEncoderConfig(**spec["encoder"]) if "encoder" in spec else None
-    for s, episodes in enumerate(spec["sessions"]):
-        if s == 0:
-            ds = LeRobotDataset.create(
-                repo_id=repo_id,
-                fps=spec["fps"],
-                features=features,
-                root=root,
-                robot_type="dexloop_sim",
-                use_videos=camera_dtype(spec) == "video",
-                rgb_encoder=encoder,
-                **spec["create_kwargs"],
-            )
-        else:
-            ds = LeRobotDataset.resume(repo_id, root=root, rgb_encoder=encoder)
-        limits = spec.get("session_size_limits", {}).get(s)
-        if limits:
-            ds.meta.update_chunk_settings(**limits)
-        for ep in episodes:
-            length = spec["lengths"][ep]
-            vals = episode_values(spec["seed"], ep, length)
-            for f in range(length):
-                frame = {"task": frame_task(spec, ep, f, length)}
-                for key, ft in features.items():
-                    if ft["dtype"] in ("video", "image"):
-                        h, w = spec["cameras"][key]
-                        frame[key] = paint_frame(ep, f, h, w)
-                    else:
-                        frame[key] = vals[key][f]
-                ds.add_frame(frame)
-            ds.save_episode()
-        if limits:
-            # Put LeRobot's integer defaults back so info.json holds the usual ints (100 / 200 MB).
-            ds.meta.update_chunk_settings(data_files_size_in_mb=100, video_files_size_in_mb=200)
-        ds.finalize()
-        del ds
+    record_sessions(LeRobotDataset, name, root, features, encoder)
     return notes
 
 

@@ -15,6 +15,7 @@ from dexloop import __version__
 
 # name -> (module, one-line summary)
 COMMANDS: dict[str, tuple[str, str]] = {
+    "dataset": ("dexloop.cli.dataset", "Tools on LeRobot datasets: repair an interrupted recording, info"),
     "sim-bus": (
         "dexloop.cli.sim_bus",
         "Run a simulated servo bus (an SO-100/SO-101, Koch or ALOHA arm) on a pty and print its port",

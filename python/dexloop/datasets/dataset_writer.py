@@ -31,7 +31,13 @@ from typing import Any
 
 import numpy as np
 
-from dexloop.errors import DatasetArgumentError, DatasetError, DatasetFrameError, VideoEncodeError
+from dexloop.errors import (
+    DatasetArgumentError,
+    DatasetError,
+    DatasetFrameError,
+    DatasetWriteError,
+    VideoEncodeError,
+)
 
 from .compute_stats import compute_episode_stats, downsample_for_stats, sample_indices
 from .frame_validation import validate_frame
@@ -195,6 +201,7 @@ class DatasetWriter:
         self._stored_keys = [f.name for f in self._schema]
         self._closed_videos: list[str] = []
         self._finalized = False
+        self._broken: BaseException | None = None
 
         info = meta.info
         last = (
@@ -298,6 +305,16 @@ class DatasetWriter:
             raise DatasetArgumentError(
                 "You must add one or several frames with `add_frame` before calling `save_episode`."
             )
+        try:
+            self._save_episode(buffer)
+        except BaseException as error:
+            # Some cameras may have ended the episode, or the disk refused its rows: the files are
+            # no longer in step with the journal, so the recording stops here. finalize() (or a
+            # repair) keeps exactly the episodes saved before.
+            self._broken = error
+            raise
+
+    def _save_episode(self, buffer: EpisodeBuffer) -> None:
         meta, info = self.meta, self.meta.info
         episode_index, length = meta.total_episodes, buffer.size
         first_frame = meta.total_frames
@@ -495,7 +512,9 @@ class DatasetWriter:
         for camera in self._cameras.values():
             if camera.encoder is None:
                 continue
-            if camera.saved_episodes > 0:
+            # After a failed save the file may hold frames of an episode never committed: it is
+            # rewritten from the journal instead, keeping only the saved episodes' frames.
+            if camera.saved_episodes > 0 and self._broken is None:
                 camera.encoder.close()
                 self._closed_videos.append(camera.relative_path(self.meta.info))
             camera.encoder = None
@@ -506,3 +525,8 @@ class DatasetWriter:
     def _require_open(self, method: str) -> None:
         if self._finalized:
             raise DatasetError(f"{self.root}: cannot call {method}() after finalize()")
+        if self._broken is not None:
+            raise DatasetWriteError(
+                f"{self.root}: the recording stopped when saving episode {self.meta.total_episodes} failed "
+                f"({self._broken}); finalize() keeps the {self.meta.total_episodes} episodes saved before"
+            )

@@ -14,6 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from dexloop.errors import DatasetWriteError
+
 TEMPORARY_SUFFIX = ".partial"
 
 
@@ -35,9 +37,9 @@ def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
     then makes it durable and renames it to `path`. On failure the temporary file is removed and
     `path` keeps what it held before."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     temporary = temporary_path(path)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         write(temporary)
         descriptor = os.open(temporary, os.O_RDONLY)
         try:
@@ -45,10 +47,12 @@ def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
         finally:
             os.close(descriptor)
         os.replace(temporary, path)
-    except BaseException:
+        fsync_directory(path.parent)
+    except BaseException as error:
         temporary.unlink(missing_ok=True)
+        if isinstance(error, OSError) and not isinstance(error, DatasetWriteError):
+            raise DatasetWriteError(f"{path}: cannot be written ({error})") from error
         raise
-    fsync_directory(path.parent)
 
 
 def write_bytes_atomically(path: Path, data: bytes) -> None:
