@@ -251,14 +251,26 @@ def plot(results: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     runs = results["runs"]
-    labels = ["dexloop StreamingEncoder", "ffmpeg CLI (limit)"]
-    values = [
-        np.median([r["dexloop"]["fps_per_camera"] for r in runs]),
-        np.median([r["ffmpeg_cli"]["fps_per_camera"] for r in runs]),
-    ]
-    figure, axis = plt.subplots(figsize=(6.5, 4))
-    bars = axis.bar(labels, values, color=["tab:blue", "tab:gray"])
-    axis.bar_label(bars, fmt="%.0f")
+    shown = {
+        "dexloop": "dexloop\nStreamingEncoder",
+        "ffmpeg_cli": "ffmpeg CLI\n(limit)",
+        "dexloop_writer": "dexloop\nLeRobotDataset",
+        "lerobot_default": "LeRobot 0.6.1\ndefault",
+        "lerobot_streaming": "LeRobot 0.6.1\nstreaming",
+    }
+    colors = {"dexloop": "tab:blue", "ffmpeg_cli": "tab:gray", "dexloop_writer": "tab:blue"}
+    names = [name for name in shown if all(name in r for r in runs)]
+    values = [np.median([r[name]["fps_per_camera"] for r in runs]) for name in names]
+    lost = [sum(runs[0][name].get("frames_lost", {}).values()) for name in names]
+    figure, axis = plt.subplots(figsize=(8, 4.2))
+    bars = axis.bar(
+        [shown[name] for name in names], values, color=[colors.get(name, "tab:orange") for name in names]
+    )
+    axis.bar_label(
+        bars,
+        labels=[f"{v:.1f}" + (f"\n{n} frames lost" if n else "") for v, n in zip(values, lost, strict=True)],
+        fontsize=8,
+    )
     axis.axhline(FPS, color="tab:red", linestyle="--", label=f"real time ({FPS} fps per camera)")
     axis.set_ylabel("frames / s per camera (2 cameras at once)")
     system = results["system"]

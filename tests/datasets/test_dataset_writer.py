@@ -450,3 +450,21 @@ def test_a_full_disk_fails_the_episode_and_keeps_the_saved_ones(tmp_path, limit)
         for i in (0, 7):
             image = dataset[episode * 8 + i]["observation.images.cam"].numpy()
             assert pairs[nearest_painted(image, painted)] == (episode, i)
+
+
+def test_an_encoder_falling_behind_is_reported_and_loses_no_frame(tmp_path, caplog) -> None:
+    features = {"observation.images.cam": {"dtype": "video", "shape": (480, 640, 3), "names": None}}
+    with LeRobotDataset.create(
+        "dexloop/slow", 30, features, root=tmp_path / "ds", encoder_queue_maxsize=1
+    ) as dataset:
+        for i in range(12):
+            dataset.add_frame({"observation.images.cam": paint_frame(0, i, 480, 640), "task": "t"})
+        with caplog.at_level("WARNING", logger="dexloop.datasets.dataset_writer"):
+            dataset.save_episode()
+        stats = dataset.writer.encoder_stats()["observation.images.cam"]
+    assert stats.full_waits > 0
+    assert any("fell behind" in r.message and "No frame was dropped" in r.message for r in caplog.records)
+    from dexloop.video import VideoDecoder
+
+    path = tmp_path / "ds/videos/observation.images.cam/chunk-000/file-000.mp4"
+    assert VideoDecoder(str(path)).info.frame_count == 12

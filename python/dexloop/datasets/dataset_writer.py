@@ -150,7 +150,8 @@ class _Camera:
     bytes_before_episode: int = 0
     last_episode_bytes: int = 0
     file_end_s: float = 0.0  # to_timestamp of the current file's last saved episode
-    full_waits: int = 0
+    full_waits: int = 0  # the encoder's back-pressure counters when last reported
+    waited_s: float = 0.0
 
     def place(self, encoded: Any, length: int, fps: int) -> tuple[float, float]:
         """from_timestamp / to_timestamp of the episode just ended, summed the way LeRobot sums
@@ -476,7 +477,7 @@ class DatasetWriter:
                 encoder_threads=self.encoder_threads,
                 queue_frames=self.encoder_queue_maxsize,
             )
-            camera.full_waits = 0
+            camera.full_waits, camera.waited_s = 0, 0.0
         camera.bytes_before_episode = self._video_bytes(camera)
 
     def _video_bytes(self, camera: _Camera) -> int:
@@ -486,14 +487,14 @@ class DatasetWriter:
         stats = camera.encoder.stats
         if stats.full_waits > camera.full_waits:
             logger.warning(
-                "camera %s: the encoder fell behind; add_frame waited for it %d times (%.2f s in all, "
-                "queue of %d frames). No frame was dropped.",
+                "camera %s: the encoder fell behind; add_frame waited for it %d times this episode (%.2f s in "
+                "all, queue of %d frames). No frame was dropped.",
                 camera.key,
                 stats.full_waits - camera.full_waits,
-                stats.waited_s,
+                stats.waited_s - camera.waited_s,
                 stats.capacity,
             )
-            camera.full_waits = stats.full_waits
+        camera.full_waits, camera.waited_s = stats.full_waits, stats.waited_s
 
     def encoder_stats(self) -> dict[str, Any]:
         """Each camera's queue statistics (EncoderQueueStats) for its current file."""
