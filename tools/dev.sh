@@ -19,7 +19,8 @@ SYSTEM_PACKAGES=(libavformat-dev libavcodec-dev libavutil-dev libswscale-dev pkg
 usage() {
   cat <<'EOF'
 usage: bash tools/dev.sh <command>
-  demo             build everything, then load the shipped LeRobot dataset and print an item
+  demo             build everything, load the shipped LeRobot dataset and print an item, then record
+                   demonstrations from a simulated SO-101 into a new dataset and read them back
   test             build everything, then run the C++ tests (ctest) and pytest
   setup            only build
   lint             ruff check, ruff format --check and clang-format --dry-run -Werror over the repo
@@ -114,6 +115,7 @@ case "${1:-}" in
   demo)
     setup
     "$VENV/bin/python" examples/01_load_dataset.py
+    "$VENV/bin/python" examples/03_record_on_simulated_arm.py
     ;;
   test)
     setup
