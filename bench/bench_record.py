@@ -68,6 +68,16 @@ def cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
+def throughput(frames: int, wall: float, cpu: float, blocking: list[float], blocking_key: str) -> dict:
+    """Frames per camera per second, wall and CPU time, and how long the per-episode call blocked."""
+    return {
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "fps_per_camera": frames / wall,
+        blocking_key: {"median": 1000 * float(np.median(blocking)), "max": 1000 * float(np.max(blocking))},
+    }
+
+
 def record_with_dexloop(
     folder: Path, frames: dict, encoder_threads: int | None, paced_fps: float = 0.0
 ) -> dict:
@@ -110,13 +120,7 @@ def record_with_dexloop(
     stats = {camera: encoder.stats for camera, encoder in encoders.items()}
     written = {camera: VideoDecoder(str(folder / f"{camera}.mp4")).info.frame_count for camera in CAMERAS}
     return {
-        "wall_s": wall,
-        "cpu_s": cpu,
-        "fps_per_camera": total / wall,
-        "end_episode_blocking_ms": {
-            "median": 1000 * float(np.median(blocking)),
-            "max": 1000 * float(np.max(blocking)),
-        },
+        **throughput(total, wall, cpu, blocking, "end_episode_blocking_ms"),
         "queue_full_waits": {camera: s.full_waits for camera, s in stats.items()},
         "queue_waited_s": {camera: s.waited_s for camera, s in stats.items()},
         "frames_lost": {camera: total - written[camera] for camera in CAMERAS},
@@ -210,13 +214,7 @@ def record_dataset(dataset_class, root: Path, frames: dict, **create_options) ->
         for camera in CAMERAS
     }
     return {
-        "wall_s": wall,
-        "cpu_s": cpu,
-        "fps_per_camera": total / wall,
-        "save_episode_blocking_ms": {
-            "median": 1000 * float(np.median(blocking)),
-            "max": 1000 * float(np.max(blocking)),
-        },
+        **throughput(total, wall, cpu, blocking, "save_episode_blocking_ms"),
         "rows": rows,
         "frames_lost": {camera: total - in_videos[camera] for camera in CAMERAS},
     }

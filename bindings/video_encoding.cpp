@@ -27,9 +27,10 @@ using video::EncoderQueueStats;
 using video::EncoderSettings;
 using video::StreamingEncoder;
 
-// Any CPU array: its dtype and shape are checked here, so that a wrong one is a VideoEncodeError
-// naming the file (and never converted: a float frame cast to uint8 would be silently wrong).
-using AnyFrame = nb::ndarray<nb::device::cpu>;
+// Any CPU array, read-only ones too (a camera's buffer): its dtype and shape are checked here, so
+// that a wrong one is a VideoEncodeError naming the file (and never converted: a float frame cast
+// to uint8 would be silently wrong).
+using AnyFrame = nb::ndarray<nb::ro, nb::device::cpu>;
 
 void add_frame(StreamingEncoder& encoder, AnyFrame frame) {
   const std::string& path = encoder.path();

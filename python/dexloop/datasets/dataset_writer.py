@@ -85,8 +85,8 @@ def rgb_frame(value: Any, key: str) -> np.ndarray:
                 "uint8, or float in [0.0, 1.0]"
             )
         value = (value * 255).astype(np.uint8)
-    if not value.flags.c_contiguous or not value.flags.writeable:
-        value = np.array(value, order="C")
+    if value.strides[1:] != (3, 1):  # the encoder takes any row stride, but packed pixels
+        value = np.ascontiguousarray(value)
     return value
 
 
@@ -368,13 +368,9 @@ class DatasetWriter:
         info.total_episodes += 1
         info.total_frames += length
         if new_tasks:
-            import pandas as pd
+            from .metadata import tasks_frame
 
-            everything = known + new_tasks
-            meta.tasks = pd.DataFrame(
-                {"task_index": np.arange(len(everything), dtype=np.int64)},
-                index=pd.Index(everything, name="task"),
-            )
+            meta.tasks = tasks_frame(known + new_tasks)
         info.total_tasks = len(task_of)
         info.splits = {"train": f"0:{info.total_episodes}"}
         meta.stats = dataset_stats

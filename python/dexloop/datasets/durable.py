@@ -63,11 +63,3 @@ def write_json_atomically(path: Path, content: Any, indent: int = 4) -> None:
     """JSON as LeRobot writes its metadata (``indent=4``, non-ASCII kept)."""
     text = json.dumps(content, indent=indent, ensure_ascii=False)
     write_bytes_atomically(path, text.encode("utf-8"))
-
-
-def remove_durably(path: Path) -> None:
-    """Removes a file (if present) and flushes its directory."""
-    path = Path(path)
-    if path.exists():
-        path.unlink()
-        fsync_directory(path.parent)

@@ -535,6 +535,13 @@ def read_parquet(path: Path, **kwargs: Any) -> pa.Table:
         raise DatasetError(f"{path}: not a readable parquet file ({error})") from error
 
 
+def tasks_frame(tasks: list[str]) -> pd.DataFrame:
+    """LeRobot's ``meta.tasks``: the task strings as the index "task", column task_index 0..n-1."""
+    return pd.DataFrame(
+        {"task_index": np.arange(len(tasks), dtype=np.int64)}, index=pd.Index(tasks, name="task")
+    )
+
+
 def _load_tasks(path: Path) -> pd.DataFrame:
     """tasks.parquet as LeRobot's DataFrame: index "task" (the strings), column task_index. Built
     from the physical columns, so a file written without pandas' index metadata reads the same (with
@@ -554,7 +561,7 @@ def _load_tasks(path: Path) -> pd.DataFrame:
         raise DatasetError(f"{path}: unreadable task columns ({error})") from error
     if not np.array_equal(indices, np.arange(len(tasks))):
         raise DatasetError(f"{path}: rows must be sorted by task_index 0..{len(tasks) - 1}")
-    return pd.DataFrame({"task_index": indices.astype(np.int64)}, index=pd.Index(tasks, name="task"))
+    return tasks_frame(tasks)
 
 
 def _load_episodes(root: Path, info: DatasetInfo) -> pa.Table:
@@ -826,7 +833,7 @@ def _load_v21_tasks(path: Path) -> pd.DataFrame:
         raise DatasetError(f"{path}: each line needs 'task_index' and 'task' ({error})") from error
     if indices != list(range(len(rows))):
         raise DatasetError(f"{path}: task_index must run 0..{len(rows) - 1}")
-    return pd.DataFrame({"task_index": indices}, index=pd.Index(tasks, name="task"))
+    return tasks_frame(tasks)
 
 
 def _load_v21_episodes(root: Path, info: DatasetInfo) -> pa.Table:

@@ -205,10 +205,3 @@ def write_tasks(path: Path, tasks: Sequence[str]) -> None:
         {"task_index": pa.array(range(len(tasks)), pa.int64()), "task": pa.array(list(tasks), pa.string())}
     ).replace_schema_metadata({"pandas": _tasks_pandas_metadata()})
     write_atomically(path, lambda temporary: pq.write_table(table, temporary))
-
-
-def read_schema(path: Path) -> pa.Schema:
-    try:
-        return pq.read_schema(path)
-    except (pa.ArrowException, OSError) as error:
-        raise DatasetError(f"{path}: not a readable parquet file ({error})") from error

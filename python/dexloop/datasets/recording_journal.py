@@ -22,6 +22,7 @@ episode that was never committed are removed and nothing of earlier sessions is 
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import json
 import logging
@@ -77,14 +78,7 @@ class Session:
     created_videos: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "first_episode": self.first_episode,
-            "first_frame": self.first_frame,
-            "tasks": self.tasks,
-            "stats": self.stats,
-            "info": self.info,
-            "created_videos": self.created_videos,
-        }
+        return dataclasses.asdict(self)
 
 
 @dataclass
