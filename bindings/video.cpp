@@ -211,9 +211,12 @@ void register_video(nb::module_& module) {
   nb::class_<VideoDecoder>(module, "VideoDecoder",
                            "Frame-accurate random access into one video file. Keeps the file open; "
                            "queries moving forward continue decoding rather than seeking again.")
+      // Without the GIL: opening a URL waits on the network (and on a server that may be Python
+      // code of this very process).
       .def(nb::init<const std::string&, int>(), "path"_a, "threads"_a = 1,
-           "Opens the file's best video stream. threads: the codec's own threads (0: FFmpeg's "
-           "choice).")
+           nb::call_guard<nb::gil_scoped_release>(),
+           "Opens the best video stream of a file or an http(s) URL (read by range requests). "
+           "threads: the codec's own threads (0: FFmpeg's choice).")
       .def_prop_ro("path", &VideoDecoder::path)
       .def_prop_ro("info", &VideoDecoder::info, nb::rv_policy::reference_internal)
       .def_prop_ro("frames_decoded", &VideoDecoder::frames_decoded,
@@ -226,6 +229,10 @@ void register_video(nb::module_& module) {
       .def("decode_into", &decoder_decode_into, "timestamps"_a, "out"_a, "tolerance_s"_a = 1e-4,
            "channels_last"_a = false,
            "Like decode, writing into a preallocated C-contiguous uint8 array.");
+
+  module.def("set_http_headers", &dexloop::video::set_http_headers, "headers"_a,
+             "Request headers ('Name: value\\r\\n' lines) sent when a decoder opens an http(s) URL "
+             "from now on, e.g. the Hub token of a streamed dataset; '' sends none.");
 
   nb::class_<DecoderPool>(
       module, "DecoderPool",

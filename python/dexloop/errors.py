@@ -67,6 +67,11 @@ class DatasetUnfinishedError(DatasetError, RuntimeError):
     dataset being recorded."""
 
 
+class DatasetUploadError(DatasetError, ConnectionError):
+    """A dataset could not be pushed to the Hugging Face Hub (offline, refused, unreachable); the
+    local dataset is untouched."""
+
+
 class DatasetVersionError(DatasetError):
     """The dataset's codebase_version is one dexloop cannot read."""
 
@@ -142,6 +147,7 @@ __all__ = [
     "DatasetNotFoundError",
     "DatasetReadOnlyError",
     "DatasetUnfinishedError",
+    "DatasetUploadError",
     "DatasetVersionError",
     "DatasetWriteError",
     "DeltaTimestampsError",

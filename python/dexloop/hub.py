@@ -9,9 +9,12 @@ DatasetNotFoundError) that says what is missing and how to fix it, never a hang.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote
 
 from dexloop.errors import DatasetNotFoundError, DexloopError
 
@@ -78,7 +81,7 @@ def resolve_revision(
     try:
         from huggingface_hub import HfApi
 
-        refs = HfApi(token=token).list_repo_refs(repo_id, repo_type=repo_type)
+        refs = HfApi(token=token, endpoint=endpoint()).list_repo_refs(repo_id, repo_type=repo_type)
     except Exception as error:
         raise _not_found(repo_id, repo_type, what, f"{type(error).__name__}: {error}") from error
     target = parse_version(wanted)
@@ -117,7 +120,9 @@ def download(
     try:
         from huggingface_hub import snapshot_download
 
-        token_kwargs = {} if token is None else {"token": token}
+        token_kwargs: dict[str, Any] = {"endpoint": endpoint()}
+        if token is not None:
+            token_kwargs["token"] = token
         if local_dir is None:
             snapshot = snapshot_download(
                 repo_id,
@@ -144,3 +149,107 @@ def download(
         raise
     except Exception as error:
         raise _not_found(repo_id, repo_type, what, f"{type(error).__name__}: {error}") from error
+
+
+def endpoint() -> str:
+    """The Hub's base URL: ``HF_ENDPOINT`` as it is now (huggingface_hub reads it once, at import)."""
+    from huggingface_hub import constants
+
+    return (os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
+
+
+def remote_filesystem(token: str | bool | None = None) -> Any:
+    """huggingface_hub's fsspec filesystem on the Hub: files opened through it are read by range
+    requests, block by block, never downloaded whole."""
+    from huggingface_hub import HfFileSystem
+
+    return HfFileSystem(endpoint=endpoint(), token=token)
+
+
+def remote_path(repo_id: str, revision: str, repo_type: str = "dataset") -> str:
+    """The HfFileSystem path of a repository's root at ``revision``."""
+    prefix = {"dataset": "datasets/", "model": ""}[repo_type]
+    return f"{prefix}{repo_id}@{quote(revision, safe='')}"
+
+
+def file_url(repo_id: str, revision: str, path: str, repo_type: str = "dataset") -> str:
+    """The URL a file is downloaded from (``.../resolve/<revision>/<path>``), which answers range
+    requests; FFmpeg's HTTP client reads videos there."""
+    from huggingface_hub import hf_hub_url
+
+    return hf_hub_url(repo_id, path, repo_type=repo_type, revision=revision, endpoint=endpoint())
+
+
+def http_headers(token: str | bool | None = None) -> str:
+    """The authorization header huggingface_hub would send (the given token, else the stored one),
+    as the ``Name: value\\r\\n`` lines FFmpeg takes; "" without a token."""
+    from huggingface_hub.utils import build_hf_headers
+
+    headers = build_hf_headers(token=token)
+    value = headers.get("authorization") or headers.get("Authorization")
+    return f"Authorization: {value}\r\n" if value else ""
+
+
+def upload_folder(
+    repo_id: str,
+    folder: Path,
+    *,
+    card: str | None = None,
+    tag: str | None = None,
+    branch: str | None = None,
+    private: bool | None = None,
+    allow_patterns: list[str] | str | None = None,
+    ignore_patterns: list[str] | str | None = None,
+    large_folder: bool = False,
+    token: str | bool | None = None,
+    repo_type: str = "dataset",
+) -> None:
+    """Pushes ``folder`` to the repository (created if missing, and the ``branch`` too), then its card
+    as README.md, then moves ``tag`` to the new head: LeRobot's push_to_hub sequence. Any failure is a
+    DatasetUploadError naming the step; the local folder is only read."""
+    from dexloop.errors import DatasetUploadError
+
+    if is_offline():
+        raise DatasetUploadError(
+            f"{repo_type} {repo_id!r}: cannot push {folder} to the Hugging Face Hub: HF_HUB_OFFLINE is set"
+        )
+    step = "connecting"
+    try:
+        from huggingface_hub import HfApi
+        from huggingface_hub.errors import RevisionNotFoundError
+
+        api = HfApi(endpoint=endpoint(), token=token)
+        step = "creating the repository"
+        api.create_repo(repo_id=repo_id, private=private, repo_type=repo_type, exist_ok=True)
+        if branch:
+            step = f"creating branch {branch!r}"
+            api.create_branch(repo_id=repo_id, branch=branch, repo_type=repo_type, exist_ok=True)
+        step = "uploading the files"
+        upload = api.upload_large_folder if large_folder else api.upload_folder
+        upload(
+            repo_id=repo_id,
+            folder_path=folder,
+            repo_type=repo_type,
+            revision=branch,
+            allow_patterns=allow_patterns,
+            ignore_patterns=ignore_patterns,
+        )
+        if card is not None:
+            step = "uploading the card (README.md)"
+            api.upload_file(
+                path_or_fileobj=card.encode(),
+                path_in_repo="README.md",
+                repo_id=repo_id,
+                repo_type=repo_type,
+                revision=branch,
+            )
+        if tag:
+            step = f"tagging {tag!r}"
+            with contextlib.suppress(RevisionNotFoundError):  # a first push has no tag to move
+                api.delete_tag(repo_id, tag=tag, repo_type=repo_type)
+            api.create_tag(repo_id, tag=tag, revision=branch, repo_type=repo_type)
+    except Exception as error:
+        raise DatasetUploadError(
+            f"{repo_type} {repo_id!r}: pushing {folder} to {endpoint()} failed while {step} "
+            f"({type(error).__name__}: {error}); the local dataset is unchanged"
+        ) from error

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <mutex>
 #include <numeric>
 #include <utility>
 #include <vector>
@@ -23,6 +24,29 @@ constexpr int kMaxSeekRetries = 8;
 // Query ticks are clamped to this range before use: a huge or far-off timestamp then simply finds
 // no frame near it instead of overflowing the conversion to int64.
 constexpr double kMaxQueryTicks = 4.0e18;
+
+// Extra request headers for videos read over HTTP(S) (e.g. a Hub token), set by set_http_headers.
+std::mutex http_headers_mutex;
+std::string http_headers;
+
+bool is_url(const std::string& path) {
+  return path.rfind("http://", 0) == 0 || path.rfind("https://", 0) == 0;
+}
+
+// Options of FFmpeg's HTTP protocol for a video read by range requests: keep one connection for
+// the seeks of a decoder, follow the Hub's redirects, retry a dropped connection, and fail instead
+// of waiting forever on a server that stopped answering.
+void network_options(ffmpeg::Dictionary& options) {
+  static std::once_flag network_ready;
+  std::call_once(network_ready, [] { avformat_network_init(); });
+  av_dict_set(&options.raw, "multiple_requests", "1", 0);
+  av_dict_set(&options.raw, "reconnect", "1", 0);
+  av_dict_set(&options.raw, "reconnect_on_network_error", "1", 0);
+  av_dict_set(&options.raw, "reconnect_delay_max", "4", 0);
+  av_dict_set(&options.raw, "rw_timeout", "30000000", 0);  // microseconds without progress
+  std::lock_guard lock(http_headers_mutex);
+  if (!http_headers.empty()) av_dict_set(&options.raw, "headers", http_headers.c_str(), 0);
+}
 
 int64_t frame_pts(const AVFrame* frame) {
   if (frame->pts != kNoTimestamp) return frame->pts;
@@ -99,8 +123,10 @@ struct VideoDecoder::Impl {
   void open(int threads) {
     ffmpeg::quiet_logging_once();
     AVFormatContext* raw_format = nullptr;
-    int result = avformat_open_input(&raw_format, path.c_str(), nullptr, nullptr);
-    if (result < 0) fail("cannot open video file", result);
+    ffmpeg::Dictionary options;
+    if (is_url(path)) network_options(options);
+    int result = avformat_open_input(&raw_format, path.c_str(), nullptr, &options.raw);
+    if (result < 0) fail(is_url(path) ? "cannot open video URL" : "cannot open video file", result);
     format.reset(raw_format);
 
     int stream_count = static_cast<int>(format->nb_streams);
@@ -434,6 +460,11 @@ struct VideoDecoder::Impl {
     }
   }
 };
+
+void set_http_headers(const std::string& headers) {
+  std::lock_guard lock(http_headers_mutex);
+  http_headers = headers;
+}
 
 VideoDecoder::VideoDecoder(const std::string& path, int threads) : impl_(std::make_unique<Impl>()) {
   impl_->path = path;

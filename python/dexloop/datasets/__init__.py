@@ -9,6 +9,7 @@ from .lerobot_dataset import LeRobotDataset
 from .metadata import EpisodeTable, LeRobotDatasetMetadata
 from .multi_dataset import MultiLeRobotDataset
 from .sampler import EpisodeAwareSampler
+from .streaming_dataset import StreamingLeRobotDataset
 
 __all__ = [
     "CODEBASE_VERSION",
@@ -18,4 +19,5 @@ __all__ = [
     "LeRobotDataset",
     "LeRobotDatasetMetadata",
     "MultiLeRobotDataset",
+    "StreamingLeRobotDataset",
 ]

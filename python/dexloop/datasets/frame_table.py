@@ -1,6 +1,6 @@
 """The per-frame (non-video) columns of the selected episodes, as contiguous numpy arrays.
 
-Parquet files are read once through pyarrow (memory-mapped) and each declared column becomes one
+Parquet files are read once through pyarrow (memory-mapped; over the Hub, by range reads) and each declared column becomes one
 array of shape (rows, *feature_shape) in the dtype LeRobot's items carry (floats float32, integers
 int64, bools bool), so a batch is gathered with one fancy-indexing operation per key. Nothing is
 copied into an on-disk cache (LeRobot's Hugging Face datasets path writes an Arrow copy of the data).
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -40,7 +41,13 @@ class FrameTable:
     ``text[key]``: ndarray of Python str; ``images[key]``: pyarrow struct<bytes, path> column.
     """
 
-    def __init__(self, features: dict[str, dict], files: Sequence[Path], episodes: Sequence[int] | None):
+    def __init__(
+        self,
+        features: dict[str, dict],
+        files: Sequence[Path],
+        episodes: Sequence[int] | None,
+        filesystem: Any = None,
+    ):
         self.columns: list[str] = []  # declared non-video columns, in the files' column order
         self.numeric: dict[str, np.ndarray] = {}
         self.text: dict[str, np.ndarray] = {}
@@ -56,7 +63,7 @@ class FrameTable:
         self.file_rows: list[int] = []  # first row of each file, so that errors can name the file
         for path in files:
             self.file_rows.append(self.num_rows)
-            table = self._read(path, declared, episodes)
+            table = self._read(path, declared, episodes, filesystem)
             if not self.columns:
                 self.columns = [name for name in table.column_names if name in declared]
             for key in self.columns:
@@ -76,9 +83,11 @@ class FrameTable:
         return files[int(np.searchsorted(self.file_rows, row, side="right")) - 1]
 
     @staticmethod
-    def _read(path: Path, declared: dict[str, dict], episodes: Sequence[int] | None) -> pa.Table:
+    def _read(
+        path: Path, declared: dict[str, dict], episodes: Sequence[int] | None, filesystem: Any
+    ) -> pa.Table:
         filters = [("episode_index", "in", list(episodes))] if episodes is not None else None
-        table = read_parquet(path, filters=filters)
+        table = read_parquet(path, filesystem, filters=filters)
         undeclared = [name for name in table.column_names if name not in declared]
         if undeclared:
             raise DatasetError(

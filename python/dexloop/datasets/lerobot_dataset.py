@@ -36,6 +36,7 @@ from dexloop.errors import (
 
 from . import cross_checks
 from .collate import samples_of
+from .dataset_files import LocalFiles
 from .frame_table import FrameTable
 from .info import CODEBASE_VERSION, frame_size
 from .metadata import LeRobotDatasetMetadata
@@ -113,6 +114,10 @@ class LeRobotDataset(torch.utils.data.Dataset):
 
     # Set by create() / resume(): the dataset is being recorded until finalize().
     writer: Any = None
+    # Set for the episodes a StreamingLeRobotDataset reads from the Hub (dexloop.datasets.dataset_files).
+    _remote_files: Any = None
+    # Video files whose stream was checked against info.json (paths or URLs).
+    _checked_videos: set[str] | None = None
     _is_finalized = False
     _reader_loaded = True
 
@@ -297,11 +302,17 @@ class LeRobotDataset(torch.utils.data.Dataset):
                     return f"episode {e}: meta/episodes videos/{key}/chunk_index, videos/{key}/file_index"
         return "not referred to by the selected episodes"
 
+    @property
+    def _files(self) -> Any:
+        """Where the data and video files are read from: the local root, or the Hub."""
+        return self._remote_files if self._remote_files is not None else LocalFiles(self.root)
+
     def _load_frames(self) -> None:
         meta = self.meta
         loaded = self._loaded_episodes
-        data_files = sorted({self.root / meta.get_data_file_path(e) for e in loaded}, key=str)
-        self._table = FrameTable(meta.features, data_files, self.episodes)
+        locations = self._files
+        data_files = sorted({locations.data(meta.get_data_file_path(e)) for e in loaded}, key=str)
+        self._table = FrameTable(meta.features, data_files, self.episodes, locations.filesystem)
         table = self._table
 
         from_index = meta.episodes.column("dataset_from_index")[loaded].astype(np.int64)
@@ -309,7 +320,7 @@ class LeRobotDataset(torch.utils.data.Dataset):
         lengths = to_index - from_index
         first_row = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
         if int(lengths.sum()) != table.num_rows:
-            names = ", ".join(str(path.relative_to(self.root)) for path in data_files)
+            names = ", ".join(locations.relative(path) for path in data_files)
             raise DatasetError(
                 f"{self.root / 'meta/episodes'}: dataset_from_index..dataset_to_index give {int(lengths.sum())} "
                 f"frames for the selected episodes but their data files ({names}, from data/chunk_index and "
@@ -350,7 +361,7 @@ class LeRobotDataset(torch.utils.data.Dataset):
         for key in meta.video_keys:
             files = np.empty(len(loaded), dtype=np.int32)
             for ordinal, episode in enumerate(loaded):
-                path = str(self.root / meta.get_video_file_path(episode, key))
+                path = locations.video(meta.get_video_file_path(episode, key))
                 files[ordinal] = file_ids.setdefault(path, len(file_ids))
             from_timestamp = meta.episodes.column(f"videos/{key}/from_timestamp")[loaded].astype(np.float64)
             height, width = frame_size(meta.features[key])
@@ -359,7 +370,9 @@ class LeRobotDataset(torch.utils.data.Dataset):
         self._video_files = list(file_ids)
         # Each file's stream is compared with info.json when a batch first needs it (once per
         # process): opening every file up front would cost a v2.1 dataset one open per episode.
-        self._video_file_checked = np.zeros(len(self._video_files), dtype=bool)
+        # (A streaming dataset's episode readers share one set, so a file is checked once.)
+        if self._checked_videos is None:
+            self._checked_videos = set()
         self._keys_in_order = [video.key for video in self._videos] + table.columns
 
     # -- torch Dataset protocol ----------------------------------------------------------------
@@ -520,6 +533,39 @@ class LeRobotDataset(torch.utils.data.Dataset):
         return cls._recording(meta, writer, tolerance_s, video_backend)
 
     @classmethod
+    def _reader_template(
+        cls,
+        meta: LeRobotDatasetMetadata,
+        episodes: Sequence[int] | None,
+        delta_timestamps: dict[str, Sequence[float]] | None,
+        tolerance_s: float,
+        return_uint8: bool,
+        image_transforms: Callable | None,
+        decode_threads: int | None,
+    ) -> LeRobotDataset:
+        """A reader of `meta`'s dataset with its arguments checked as __init__ checks them, but no
+        frames loaded: StreamingLeRobotDataset copies it for each episode it streams, sets the
+        episode and where its files are, and calls _load_frames()."""
+        if not (isinstance(tolerance_s, (int, float)) and tolerance_s >= 0):
+            raise ValueError(f"tolerance_s must be a non-negative number, got {tolerance_s!r}")
+        if decode_threads is not None and decode_threads < 1:
+            raise ValueError(f"decode_threads must be >= 1, got {decode_threads}")
+        if meta.depth_keys:
+            raise DatasetError(
+                f"{meta.root}: depth video features {meta.depth_keys} are not supported by this dexloop version"
+            )
+        obj = cls._recording(meta, None, tolerance_s, None)
+        obj.revision = meta.revision
+        obj._reader_loaded = True
+        obj.image_transforms = image_transforms
+        obj.return_uint8 = return_uint8
+        obj.decode_threads = decode_threads
+        obj.delta_timestamps = {k: list(v) for k, v in delta_timestamps.items()} if delta_timestamps else None
+        obj.episodes = obj._select_episodes(episodes, None)
+        obj.delta_indices = obj._resolve_delta_indices()
+        return obj
+
+    @classmethod
     def _recording(
         cls, meta: LeRobotDatasetMetadata, writer: Any, tolerance_s: float, video_backend: str | None
     ):
@@ -600,6 +646,45 @@ class LeRobotDataset(torch.utils.data.Dataset):
 
     def __exit__(self, *exc_info: Any) -> None:
         self.finalize()
+
+    def push_to_hub(
+        self,
+        branch: str | None = None,
+        tags: list | None = None,
+        license: str | None = "apache-2.0",
+        tag_version: bool = True,
+        push_videos: bool = True,
+        private: bool | None = None,
+        allow_patterns: list[str] | str | None = None,
+        upload_large_folder: bool = False,
+        **card_kwargs: Any,
+    ) -> None:
+        """Uploads the dataset to the Hub as LeRobot 0.6.1 does: creates the repository (and
+        ``branch``), uploads the folder (without ``videos/`` unless ``push_videos``), pushes the
+        dataset card, and with ``tag_version`` moves the codebase-version tag (``v3.0``) to it. A
+        recording must be finalized first (DatasetUnfinishedError); failures are DatasetUploadError."""
+        from .dataset_card import dataset_card
+
+        if self.writer is not None and not self._is_finalized:
+            raise DatasetUnfinishedError(
+                f"{self.root}: call finalize() before push_to_hub(): the dataset is still being recorded"
+            )
+        # The recording journal and LeRobot's temporary image folder are never part of a dataset.
+        ignore_patterns = ["images/", ".recording/"]
+        if not push_videos:
+            ignore_patterns.append("videos/")
+        card = dataset_card(self.meta.info, tags=tags, license=license, repo_id=self.repo_id, **card_kwargs)
+        hub.upload_folder(
+            self.repo_id,
+            self.root,
+            card=card,
+            tag=CODEBASE_VERSION if tag_version else None,
+            branch=branch,
+            private=private,
+            allow_patterns=allow_patterns,
+            ignore_patterns=ignore_patterns,
+            large_folder=upload_large_folder,
+        )
 
     def __getitem__(self, idx: int | slice) -> dict | list[dict]:
         if isinstance(idx, slice):
@@ -682,10 +767,10 @@ class LeRobotDataset(torch.utils.data.Dataset):
             target.append(np.full(count * steps, number, dtype=np.int32))
             slot.append(np.arange(count * steps, dtype=np.int64))
         file_index = np.concatenate(file_index).astype(np.int32)
-        if not self._video_file_checked[file_index].all():
-            for file in np.unique(file_index[~self._video_file_checked[file_index]]):
+        for file in np.unique(file_index):
+            if self._video_files[file] not in self._checked_videos:
                 self._check_video_file(int(file))
-                self._video_file_checked[file] = True
+                self._checked_videos.add(self._video_files[file])
         self._decoder_pool().decode(
             self._video_files,
             file_index,

@@ -522,10 +522,14 @@ class LeRobotDatasetMetadata:
 # -- v3.0 -----------------------------------------------------------------------------------------
 
 
-def read_parquet(path: Path, **kwargs: Any) -> pa.Table:
-    """pyarrow's reader, memory-mapped, with failures turned into errors naming the file."""
+def read_parquet(path: Path | str, filesystem: Any = None, **kwargs: Any) -> pa.Table:
+    """pyarrow's reader, with failures turned into errors naming the file: memory-mapped for a local
+    file; with an fsspec ``filesystem`` (the Hub's), by range reads of the row groups needed."""
     try:
-        table = pq.read_table(path, memory_map=True, **kwargs)
+        if filesystem is None:
+            table = pq.read_table(path, memory_map=True, **kwargs)
+        else:
+            table = pq.read_table(path, filesystem=filesystem, **kwargs)
         table.column_names  # noqa: B018 - decodes the field names: a damaged footer fails here
         return table
     except FileNotFoundError as error:

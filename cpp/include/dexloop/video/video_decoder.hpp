@@ -36,10 +36,16 @@ inline int64_t rgb_frame_bytes(const StreamInfo& info) {
   return int64_t{3} * info.width * info.height;
 }
 
+// Request headers ("Name: value\r\n" lines, e.g. "Authorization: Bearer hf_...\r\n") sent when a
+// VideoDecoder opens an http:// or https:// URL from now on; "" sends none. Process-wide: the Hub
+// token of the datasets being streamed.
+void set_http_headers(const std::string& headers);
+
 class VideoDecoder {
  public:
-  // Opens `path` and its best video stream. `threads` is the codec's own thread count (1 suits many
-  // decoders working in parallel; 0 lets FFmpeg choose). Throws VideoDecodeError naming the path.
+  // Opens `path` (a file, or an http(s) URL read by range requests) and its best video stream.
+  // `threads` is the codec's own thread count (1 suits many decoders working in parallel; 0 lets
+  // FFmpeg choose). Throws VideoDecodeError naming the path.
   explicit VideoDecoder(const std::string& path, int threads = 1);
   ~VideoDecoder();
   VideoDecoder(VideoDecoder&&) noexcept;
