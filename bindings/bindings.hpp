@@ -8,6 +8,7 @@ namespace dexloop::bindings {
 void register_errors(nanobind::module_& module);
 void register_video(nanobind::module_& module);
 void register_video_encoding(nanobind::module_& module);
+void register_video_remux(nanobind::module_& module);
 void register_dataset(nanobind::module_& module);
 void register_bus(nanobind::module_& module);
 void register_sim(nanobind::module_& module);

@@ -35,6 +35,8 @@ void translate(const std::exception_ptr& pointer, void*) {
     raise_python("FrameTimestampError", error.what());
   } catch (const VideoDecodeError& error) {
     raise_python("VideoDecodeError", error.what());
+  } catch (const VideoRemuxError& error) {
+    raise_python("VideoRemuxError", error.what());
   } catch (const VideoEncodeError& error) {
     raise_python("VideoEncodeError", error.what());
   } catch (const BusTimeoutError& error) {

@@ -15,6 +15,7 @@ NB_MODULE(_core, module) {
       module.def_submodule("video", "FFmpeg-backed frame-accurate video decoding and encoding");
   dexloop::bindings::register_video(video);
   dexloop::bindings::register_video_encoding(video);
+  dexloop::bindings::register_video_remux(video);
   nb::module_ dataset = module.def_submodule("dataset", "Episode index maths of delta_timestamps");
   dexloop::bindings::register_dataset(dataset);
   nb::module_ bus = module.def_submodule(

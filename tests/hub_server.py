@@ -34,6 +34,7 @@ import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 
@@ -91,6 +92,16 @@ class LocalHub:
         repo = HostedRepo(Path(folder), list(tags), sha)
         self.repos[repo_id] = repo
         return repo
+
+    def point_hub_here(self, monkeypatch: Any) -> None:
+        """Sends huggingface_hub (and dexloop) here: ``HF_ENDPOINT`` set and offline mode lifted, also
+        in huggingface_hub's constants, which it reads once at import (the tests set HF_HUB_OFFLINE
+        before anything is imported)."""
+        import huggingface_hub.constants
+
+        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+        monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+        monkeypatch.setenv("HF_ENDPOINT", self.endpoint)
 
     def log(self, request: LoggedRequest) -> None:
         with self._lock:

@@ -86,6 +86,13 @@ class VideoEncodeError(DexloopError):
     a full disk. The message names the file."""
 
 
+class VideoRemuxError(VideoEncodeError):
+    """Frames of video files cannot be stream-copied into a new one: a range that does not start on
+    a keyframe, streams of other codec parameters (codec, size, pixel format, time base, frame rate,
+    stream headers), a range holding no frame, a missing or damaged source, an existing output. The
+    message names the file and the segment."""
+
+
 class FrameTimestampError(DexloopError, ValueError):
     """No decoded frame lies within ``tolerance_s`` of a queried timestamp (LeRobot raises a
     ValueError subclass of the same name)."""
@@ -160,4 +167,5 @@ __all__ = [
     "ServoError",
     "VideoDecodeError",
     "VideoEncodeError",
+    "VideoRemuxError",
 ]

@@ -19,8 +19,7 @@ from hub_server import LocalHub
 @pytest.fixture
 def hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     with LocalHub() as server:
-        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-        monkeypatch.setenv("HF_ENDPOINT", server.endpoint)
+        server.point_hub_here(monkeypatch)
         monkeypatch.setenv("HF_LEROBOT_HOME", str(tmp_path / "lerobot_home"))
         monkeypatch.setenv("HF_TOKEN", "hf_pushtoken")
         yield server

@@ -32,8 +32,7 @@ def hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
         for folder in sorted(LEROBOT_DATA.iterdir()):
             if (folder / "meta" / "info.json").is_file():
                 server.add_dataset(f"user/{folder.name}", folder)
-        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-        monkeypatch.setenv("HF_ENDPOINT", server.endpoint)
+        server.point_hub_here(monkeypatch)
         monkeypatch.setenv("HF_LEROBOT_HOME", str(tmp_path / "lerobot_home"))
         yield server
 

@@ -31,6 +31,13 @@ class VideoEncodeError : public Error {
   using Error::Error;
 };
 
+// Frames of video files cannot be stream-copied into a new one: a range that does not start on a
+// keyframe, streams whose parameters differ, an empty range, a missing or damaged source.
+class VideoRemuxError : public VideoEncodeError {
+ public:
+  using VideoEncodeError::VideoEncodeError;
+};
+
 // The nearest decoded frame is further from a queried timestamp than the tolerance allows.
 class FrameTimestampError : public Error {
  public:

@@ -53,7 +53,9 @@ def downsample_for_stats(image: np.ndarray, target: int = 150, threshold: int = 
     return image[:, ::step, ::step]
 
 
-def _quantile(histogram: np.ndarray, edges: np.ndarray, target: float) -> float:
+def histogram_quantile(histogram: np.ndarray, edges: np.ndarray, target: float) -> float:
+    """The value below which `target` of the counted values lie, interpolated inside its bin (LeRobot's
+    RunningQuantileStats)."""
     cumulative = np.cumsum(histogram)
     index = int(np.searchsorted(cumulative, target))
     if index == 0:
@@ -98,7 +100,7 @@ def _rows_stats(rows: np.ndarray, count: int, quantiles: Sequence[float]) -> dic
     total = rows.shape[0]
     for q in quantiles:
         stats[quantile_key(q)] = np.array(
-            [_quantile(h, e, q * total) for h, e in zip(histograms, edges, strict=True)]
+            [histogram_quantile(h, e, q * total) for h, e in zip(histograms, edges, strict=True)]
         )
     return stats
 

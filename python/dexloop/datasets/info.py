@@ -90,6 +90,42 @@ class DatasetInfo:
         return parse_version(self.codebase_version)
 
 
+def new_info_dict(
+    fps: int,
+    features: dict[str, dict],
+    robot_type: str | None,
+    use_videos: bool,
+    *,
+    chunks_size: int | None = None,
+    data_files_size_in_mb: float | None = None,
+    video_files_size_in_mb: float | None = None,
+    codebase_version: str = CODEBASE_VERSION,
+) -> dict[str, Any]:
+    """info.json of a new, empty dataset as LeRobot's ``LeRobotDatasetMetadata.create`` writes it:
+    the user's features plus LeRobot's default columns, counters at zero, LeRobot's file limits
+    unless given."""
+    merged = {name: dict(feature) for name, feature in features.items()}
+    for name in DEFAULT_FEATURES:
+        merged[name] = {"dtype": "float32" if name == "timestamp" else "int64", "shape": [1], "names": None}
+    for feature in merged.values():
+        if isinstance(feature.get("shape"), (list, tuple)):
+            feature["shape"] = list(feature["shape"])
+    return {
+        "codebase_version": codebase_version,
+        "fps": fps,
+        "features": merged,
+        "total_episodes": 0,
+        "total_frames": 0,
+        "total_tasks": 0,
+        "chunks_size": chunks_size or DEFAULT_CHUNK_SIZE,
+        "data_files_size_in_mb": data_files_size_in_mb or DEFAULT_DATA_FILE_SIZE_IN_MB,
+        "video_files_size_in_mb": video_files_size_in_mb or DEFAULT_VIDEO_FILE_SIZE_IN_MB,
+        "video_path": DEFAULT_VIDEO_PATH if use_videos else None,
+        "robot_type": robot_type,
+        "splits": {},
+    }
+
+
 def load_info(root: Path) -> DatasetInfo:
     """Reads and validates ``root/meta/info.json``.
 

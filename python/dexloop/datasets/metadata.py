@@ -37,11 +37,6 @@ from dexloop.errors import (
 from .durable import write_json_atomically
 from .info import (
     CODEBASE_VERSION,
-    DEFAULT_CHUNK_SIZE,
-    DEFAULT_DATA_FILE_SIZE_IN_MB,
-    DEFAULT_FEATURES,
-    DEFAULT_VIDEO_FILE_SIZE_IN_MB,
-    DEFAULT_VIDEO_PATH,
     EPISODES_DIR,
     INFO_PATH,
     STATS_PATH,
@@ -49,6 +44,7 @@ from .info import (
     DatasetInfo,
     info_from_dict,
     load_info,
+    new_info_dict,
 )
 from .recording_journal import has_journal
 from .stats import Stats, aggregate_stats, load_stats, stats_from_json
@@ -225,36 +221,21 @@ class LeRobotDatasetMetadata:
         counters, as LeRobot's ``LeRobotDatasetMetadata.create`` writes it."""
         if not isinstance(features, dict) or not all(isinstance(f, dict) for f in features.values()):
             raise DatasetArgumentError("features must be a dict of {name: {'dtype', 'shape', 'names'}}")
-        features = {name: dict(feature) for name, feature in features.items()}
-        for name in DEFAULT_FEATURES:
-            features[name] = {
-                "dtype": "float32" if name == "timestamp" else "int64",
-                "shape": [1],
-                "names": None,
-            }
-        for feature in features.values():
-            if isinstance(feature.get("shape"), (list, tuple)):
-                feature["shape"] = list(feature["shape"])
         video_keys = [name for name, feature in features.items() if feature.get("dtype") == "video"]
         if video_keys and not use_videos:
             raise DatasetArgumentError(
                 f"Features contain video keys {video_keys}, but 'use_videos' is set to False. Either remove "
                 "video features from the features dict, or set 'use_videos=True'."
             )
-        raw = {
-            "codebase_version": CODEBASE_VERSION,
-            "fps": fps,
-            "features": features,
-            "total_episodes": 0,
-            "total_frames": 0,
-            "total_tasks": 0,
-            "chunks_size": chunks_size or DEFAULT_CHUNK_SIZE,
-            "data_files_size_in_mb": data_files_size_in_mb or DEFAULT_DATA_FILE_SIZE_IN_MB,
-            "video_files_size_in_mb": video_files_size_in_mb or DEFAULT_VIDEO_FILE_SIZE_IN_MB,
-            "video_path": DEFAULT_VIDEO_PATH if use_videos else None,
-            "robot_type": robot_type,
-            "splits": {},
-        }
+        raw = new_info_dict(
+            fps,
+            features,
+            robot_type,
+            use_videos,
+            chunks_size=chunks_size,
+            data_files_size_in_mb=data_files_size_in_mb,
+            video_files_size_in_mb=video_files_size_in_mb,
+        )
         for key in ("data_files_size_in_mb", "video_files_size_in_mb"):
             if not isinstance(raw[key], (int, float)) or isinstance(raw[key], bool) or raw[key] <= 0:
                 raise DatasetArgumentError(f"{key} must be a positive number, got {raw[key]!r}")

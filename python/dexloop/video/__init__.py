@@ -3,6 +3,7 @@
 decoder: frame-accurate decoding by timestamp (VideoDecoder, DecoderPool, LeRobot's decode_video_frames).
 encoder: streaming encoding of camera frames into a dataset's mp4 files with LeRobot's encoder settings
 (VideoEncoderConfig, StreamingEncoder, open_encoder).
+remux: stream-copy joining of time ranges of mp4 files (remux_segments), for the dataset tools.
 """
 
 from .decoder import DecoderPool, StreamInfo, VideoDecoder, decode_video_frames
@@ -15,6 +16,7 @@ from .encoder import (
     open_encoder,
     rewrite_as_regular_mp4,
 )
+from .remux import remux_segments
 
 __all__ = [
     "DecoderPool",
@@ -27,5 +29,6 @@ __all__ = [
     "VideoEncoderConfig",
     "decode_video_frames",
     "open_encoder",
+    "remux_segments",
     "rewrite_as_regular_mp4",
 ]
