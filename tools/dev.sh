@@ -15,6 +15,9 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 
 SYSTEM_PACKAGES=(libavformat-dev libavcodec-dev libavutil-dev libswscale-dev pkg-config libgtest-dev ffmpeg g++
   clang-format)
+# Installed without their recommended packages: the headless browser that tests the dataset viewer's
+# pages needs none of chromium's desktop extras (notification daemon, printing, sandbox helper).
+SYSTEM_PACKAGES_NO_RECOMMENDS=(chromium)
 
 usage() {
   cat <<'EOF'
@@ -32,16 +35,24 @@ EOF
 log() { printf '\033[1m[dexloop]\033[0m %s\n' "$*"; }
 
 ensure_system_packages() {
-  local missing=()
+  local missing=() missing_bare=()
   for package in "${SYSTEM_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
   done
-  [ ${#missing[@]} -eq 0 ] && return
-  log "installing system packages: ${missing[*]}"
+  for package in "${SYSTEM_PACKAGES_NO_RECOMMENDS[@]}"; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing_bare+=("$package")
+  done
+  [ ${#missing[@]} -eq 0 ] && [ ${#missing_bare[@]} -eq 0 ] && return
+  log "installing system packages: ${missing[*]} ${missing_bare[*]}"
   local sudo=""
   [ "$(id -u)" -ne 0 ] && sudo="sudo"
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+  if [ ${#missing[@]} -gt 0 ]; then
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+  if [ ${#missing_bare[@]} -gt 0 ]; then
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing_bare[@]}" >/dev/null
+  fi
 }
 
 create_venv() {

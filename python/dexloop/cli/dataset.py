@@ -3,6 +3,7 @@
 dexloop dataset repair ROOT     complete a recording that was interrupted (killed, crashed, power
                                 lost): keeps every episode whose save_episode() returned
 dexloop dataset info ROOT       print a dataset's summary
+dexloop dataset visualize ROOT --output-dir OUT [--episodes 0 3]
                                 an offline HTML page per episode (videos, plots, a scrubber),
                                 PNG plots and an index page
 dexloop dataset convert ROOT [--new-root OUT]
@@ -45,6 +46,34 @@ def _parser() -> argparse.ArgumentParser:
     repair.add_argument("root", type=Path, help="the dataset's folder")
     info = operations.add_parser("info", help="print a dataset's summary (info.json and counts)")
     info.add_argument("root", type=Path, help="the dataset's folder")
+    visualize = operations.add_parser(
+        "visualize",
+        help="write an offline HTML page and a PNG plot per episode, and an index page",
+        description="Writes, per episode, a page that plays the camera videos in step with plots of "
+        "every state and action dimension (one scrubber moves both) and a PNG plot, plus index.html. "
+        "The output folder holds everything the pages need (videos are linked or copied in) and opens "
+        "from disk with no network.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    visualize.add_argument("root", type=Path, help="the dataset's folder")
+    # SUPPRESS: no "(default: None)" in --help for a required flag or one whose absence means all.
+    visualize.add_argument(
+        "--output-dir",
+        type=Path,
+        required=True,
+        default=argparse.SUPPRESS,
+        help="folder for the pages (created if needed; not inside the dataset)",
+    )
+    visualize.add_argument(
+        "--episodes",
+        type=int,
+        nargs="+",
+        default=argparse.SUPPRESS,
+        help="episode indices to show (all when not given)",
+    )
+    visualize.add_argument(
+        "--png", action=argparse.BooleanOptionalAction, default=True, help="write a PNG plot per episode"
+    )
     _add_convert_and_in_place_operations(operations)
     _add_episode_operations(operations)
     return parser
@@ -266,6 +295,15 @@ def info(root: Path) -> int:
     return 0
 
 
+def visualize(args: argparse.Namespace) -> int:
+    from dexloop.datasets.tools.visualize import INDEX_PAGE, visualize_dataset
+
+    episodes = getattr(args, "episodes", None)
+    pages = visualize_dataset(args.root, episodes, output_dir=args.output_dir, png=args.png)
+    print(f"{len(pages)} episode pages; open {args.output_dir / INDEX_PAGE}")
+    return 0
+
+
 def convert(args: argparse.Namespace) -> int:
     from dexloop.datasets.tools import convert_dataset_v21_to_v30
 
@@ -372,6 +410,8 @@ def main(argv: Sequence[str]) -> int:
             return modify_tasks(args)
         if args.operation == "recompute-stats":
             return recompute_stats(args)
+        if args.operation == "visualize":
+            return visualize(args)
         if args.operation in ("delete-episodes", "split", "merge", "remove-feature"):
             return episode_operation(args)
         if args.operation == "repair":

@@ -10,3 +10,4 @@ from .features import remove_feature as remove_feature
 from .merge import merge_datasets as merge_datasets
 from .stats import recompute_stats as recompute_stats
 from .tasks import modify_tasks as modify_tasks
+from .visualize import visualize_dataset as visualize_dataset
