@@ -112,26 +112,26 @@ nb::ndarray<nb::numpy, uint8_t> decoder_decode(VideoDecoder& decoder, Timestamps
   return result;
 }
 
-void pool_decode(DecoderPool& pool, const std::vector<std::string>& files, Int32Vector file_index,
-                 Timestamps timestamps, Int32Vector target, Int64Vector slot,
-                 std::vector<FrameArray> outputs, double tolerance_s, bool channels_last) {
+// The pool's requests for a batch: the frame of file `file_index[n]` at `timestamps[n]` goes to
+// frame `slot[n]` of output `target[n]`, whose first byte `output_base(target)` gives; every index
+// is checked against the outputs' geometry first.
+template <typename OutputBase>
+std::vector<FrameRequest> batch_requests(size_t file_count, Int32Vector file_index,
+                                         Timestamps timestamps, Int32Vector target,
+                                         Int64Vector slot,
+                                         const std::vector<FrameGeometry>& geometry,
+                                         OutputBase output_base) {
   const size_t count = timestamps.shape(0);
   if (file_index.shape(0) != count || target.shape(0) != count || slot.shape(0) != count) {
     throw nb::value_error("file_index, timestamps, target and slot must have the same length");
-  }
-  std::vector<FrameGeometry> geometry;
-  geometry.reserve(outputs.size());
-  for (size_t i = 0; i < outputs.size(); ++i) {
-    geometry.push_back(
-        frame_geometry(outputs[i], channels_last, ("outputs[" + std::to_string(i) + "]").c_str()));
   }
   std::vector<FrameRequest> requests(count);
   for (size_t n = 0; n < count; ++n) {
     const int32_t array = target.data()[n];
     const int64_t frame = slot.data()[n];
-    if (array < 0 || static_cast<size_t>(array) >= outputs.size()) {
+    if (array < 0 || static_cast<size_t>(array) >= geometry.size()) {
       throw nb::index_error(("request " + std::to_string(n) + " targets output " +
-                             std::to_string(array) + " of " + std::to_string(outputs.size()))
+                             std::to_string(array) + " of " + std::to_string(geometry.size()))
                                 .c_str());
     }
     const FrameGeometry& g = geometry[static_cast<size_t>(array)];
@@ -142,17 +142,84 @@ void pool_decode(DecoderPool& pool, const std::vector<std::string>& files, Int32
                                 .c_str());
     }
     const int32_t file = file_index.data()[n];
-    if (file < 0 || static_cast<size_t>(file) >= files.size()) {
+    if (file < 0 || static_cast<size_t>(file) >= file_count) {
       throw nb::index_error(("request " + std::to_string(n) + " names file " +
-                             std::to_string(file) + " of " + std::to_string(files.size()))
+                             std::to_string(file) + " of " + std::to_string(file_count))
                                 .c_str());
     }
     requests[n] = FrameRequest{file, timestamps.data()[n],
-                               outputs[static_cast<size_t>(array)].data() + frame * g.frame_bytes,
+                               output_base(static_cast<size_t>(array)) + frame * g.frame_bytes,
                                g.height, g.width};
   }
+  return requests;
+}
+
+void pool_decode(DecoderPool& pool, const std::vector<std::string>& files, Int32Vector file_index,
+                 Timestamps timestamps, Int32Vector target, Int64Vector slot,
+                 std::vector<FrameArray> outputs, double tolerance_s, bool channels_last) {
+  std::vector<FrameGeometry> geometry;
+  geometry.reserve(outputs.size());
+  for (size_t i = 0; i < outputs.size(); ++i) {
+    geometry.push_back(
+        frame_geometry(outputs[i], channels_last, ("outputs[" + std::to_string(i) + "]").c_str()));
+  }
+  std::vector<FrameRequest> requests =
+      batch_requests(files.size(), file_index, timestamps, target, slot, geometry,
+                     [&](size_t array) { return outputs[array].data(); });
   nb::gil_scoped_release release;
   pool.decode(files, requests, tolerance_s, layout_of(channels_last));
+}
+
+// Gray16 output (LeRobot's depth codes): uint16 arrays of frames (..., H, W), any single-channel
+// axis included, e.g. (N, 1, H, W).
+using GrayArray = nb::ndarray<uint16_t, nb::c_contig, nb::device::cpu>;
+
+FrameGeometry gray_geometry(const GrayArray& array, const char* what) {
+  const size_t ndim = array.ndim();
+  if (ndim < 2) {
+    throw nb::value_error(
+        (std::string(what) + " must have at least 2 dimensions (..., H, W)").c_str());
+  }
+  FrameGeometry geometry;
+  geometry.height = static_cast<int32_t>(array.shape(ndim - 2));
+  geometry.width = static_cast<int32_t>(array.shape(ndim - 1));
+  geometry.frame_bytes = int64_t{2} * geometry.height * geometry.width;
+  geometry.frames =
+      geometry.frame_bytes > 0 ? static_cast<int64_t>(array.size()) * 2 / geometry.frame_bytes : 0;
+  return geometry;
+}
+
+nb::ndarray<nb::numpy, uint16_t> decoder_decode_gray16(VideoDecoder& decoder, Timestamps timestamps,
+                                                       double tolerance_s) {
+  const StreamInfo& info = decoder.info();
+  const size_t count = timestamps.shape(0);
+  const size_t height = static_cast<size_t>(info.height);
+  const size_t width = static_cast<size_t>(info.width);
+  auto* data = new uint16_t[count * height * width];
+  nb::capsule owner(data, [](void* pointer) noexcept { delete[] static_cast<uint16_t*>(pointer); });
+  const size_t shape[4] = {count, 1, height, width};
+  nb::ndarray<nb::numpy, uint16_t> result(data, 4, shape, owner);
+  std::span<const double> times(timestamps.data(), count);
+  {
+    nb::gil_scoped_release release;
+    decoder.decode_at(times, tolerance_s, reinterpret_cast<uint8_t*>(data), FrameLayout::kGray16);
+  }
+  return result;
+}
+
+void pool_decode_gray16(DecoderPool& pool, const std::vector<std::string>& files,
+                        Int32Vector file_index, Timestamps timestamps, Int32Vector target,
+                        Int64Vector slot, std::vector<GrayArray> outputs, double tolerance_s) {
+  std::vector<FrameGeometry> geometry;
+  geometry.reserve(outputs.size());
+  for (size_t i = 0; i < outputs.size(); ++i) {
+    geometry.push_back(gray_geometry(outputs[i], ("outputs[" + std::to_string(i) + "]").c_str()));
+  }
+  std::vector<FrameRequest> requests = batch_requests(
+      files.size(), file_index, timestamps, target, slot, geometry,
+      [&](size_t array) { return reinterpret_cast<uint8_t*>(outputs[array].data()); });
+  nb::gil_scoped_release release;
+  pool.decode(files, requests, tolerance_s, FrameLayout::kGray16);
 }
 
 nb::tuple decode_frames_only(const std::vector<std::string>& files, Int32Vector file_index,
@@ -228,7 +295,10 @@ void register_video(nb::module_& module) {
            "(N, H, W, 3) with channels_last. Raises FrameTimestampError beyond tolerance_s.")
       .def("decode_into", &decoder_decode_into, "timestamps"_a, "out"_a, "tolerance_s"_a = 1e-4,
            "channels_last"_a = false,
-           "Like decode, writing into a preallocated C-contiguous uint8 array.");
+           "Like decode, writing into a preallocated C-contiguous uint8 array.")
+      .def("decode_gray16", &decoder_decode_gray16, "timestamps"_a, "tolerance_s"_a = 1e-4,
+           "Decodes the frame nearest each timestamp as gray12le samples into a new uint16 array "
+           "(N, 1, H, W): a depth video's 12-bit codes, as LeRobot reads them.");
 
   module.def("set_http_headers", &dexloop::video::set_http_headers, "headers"_a,
              "Request headers ('Name: value\\r\\n' lines) sent when a decoder opens an http(s) URL "
@@ -246,6 +316,10 @@ void register_video(nb::module_& module) {
            "outputs"_a, "tolerance_s"_a = 1e-4, "channels_last"_a = false,
            "Request n decodes files[file_index[n]] at timestamps[n] into frame slot[n] of "
            "outputs[target[n]] (C-contiguous uint8 arrays of frames (..., 3, H, W)).")
+      .def("decode_gray16", &pool_decode_gray16, "files"_a, "file_index"_a, "timestamps"_a,
+           "target"_a, "slot"_a, "outputs"_a, "tolerance_s"_a = 1e-4,
+           "Like decode, for depth videos: each frame as gray12le samples (12-bit codes) into "
+           "C-contiguous uint16 arrays of frames (..., H, W).")
       .def("close", &DecoderPool::close, nb::call_guard<nb::gil_scoped_release>(),
            "Stops and joins the decoding threads (after a decode in progress); the next decode "
            "starts them again.");

@@ -32,7 +32,45 @@ using video::StreamingEncoder;
 // to uint8 would be silently wrong).
 using AnyFrame = nb::ndarray<nb::ro, nb::device::cpu>;
 
+std::string shape_of(const AnyFrame& frame) {
+  std::string shape;
+  for (size_t axis = 0; axis < frame.ndim(); ++axis) {
+    shape += (axis > 0 ? ", " : "") + std::to_string(frame.shape(axis));
+  }
+  return "(" + shape + ")";
+}
+
+// A gray16 encoder's frame: uint16 samples (H, W) or (H, W, 1), each row's samples packed.
+void add_gray16_frame(StreamingEncoder& encoder, const AnyFrame& frame) {
+  const std::string& path = encoder.path();
+  if (frame.dtype() != nb::dtype<uint16_t>()) {
+    throw VideoEncodeError(path + ": a frame of another dtype than uint16 (" +
+                           std::to_string(frame.dtype().bits) + "-bit, type code " +
+                           std::to_string(frame.dtype().code) + "); this video takes uint16 codes");
+  }
+  const size_t height = static_cast<size_t>(encoder.height());
+  const size_t width = static_cast<size_t>(encoder.width());
+  if ((frame.ndim() != 2 && !(frame.ndim() == 3 && frame.shape(2) == 1)) ||
+      frame.shape(0) != height || frame.shape(1) != width) {
+    throw VideoEncodeError(path + ": a frame of shape " + shape_of(frame) +
+                           " where the video takes (" + std::to_string(height) + ", " +
+                           std::to_string(width) + ") or (" + std::to_string(height) + ", " +
+                           std::to_string(width) + ", 1) uint16");
+  }
+  if (frame.stride(1) != 1 && width > 1) {
+    throw VideoEncodeError(path + ": a frame's samples must be packed along each row");
+  }
+  const auto* data = static_cast<const uint8_t*>(frame.data());
+  const int64_t row_stride = frame.stride(0) * int64_t{2};  // nanobind strides count elements
+  nb::gil_scoped_release release;
+  encoder.add_frame(data, row_stride);
+}
+
 void add_frame(StreamingEncoder& encoder, AnyFrame frame) {
+  if (encoder.input() == video::InputFormat::kGray16) {
+    add_gray16_frame(encoder, frame);
+    return;
+  }
   const std::string& path = encoder.path();
   if (frame.dtype() != nb::dtype<uint8_t>()) {
     throw VideoEncodeError(path + ": a frame of another dtype than uint8 (" +
@@ -43,13 +81,9 @@ void add_frame(StreamingEncoder& encoder, AnyFrame frame) {
   const size_t width = static_cast<size_t>(encoder.width());
   if (frame.ndim() != 3 || frame.shape(0) != height || frame.shape(1) != width ||
       frame.shape(2) != 3) {
-    std::string shape;
-    for (size_t axis = 0; axis < frame.ndim(); ++axis) {
-      shape += (axis > 0 ? ", " : "") + std::to_string(frame.shape(axis));
-    }
-    throw VideoEncodeError(path + ": a frame of shape (" + shape + ") where the video takes (" +
-                           std::to_string(height) + ", " + std::to_string(width) +
-                           ", 3) uint8 RGB");
+    throw VideoEncodeError(path + ": a frame of shape " + shape_of(frame) +
+                           " where the video takes (" + std::to_string(height) + ", " +
+                           std::to_string(width) + ", 3) uint8 RGB");
   }
   // The row stride is checked by StreamingEncoder::add_frame; pixels must be packed here.
   if (frame.stride(2) != 1 || frame.stride(1) != 3) {
@@ -100,8 +134,14 @@ void register_video_encoding(nb::module_& module) {
           [](StreamingEncoder* self, const std::string& path, const std::string& codec, int width,
              int height, int fps, const std::string& pix_fmt, int gop,
              std::vector<std::pair<std::string, std::string>> options, int threads,
-             int queue_frames) {
+             int queue_frames, const std::string& input_format) {
             EncoderSettings settings;
+            if (input_format == "gray16") {
+              settings.input = video::InputFormat::kGray16;
+            } else if (input_format != "rgb24") {
+              throw VideoEncodeError(path + ": input_format must be 'rgb24' or 'gray16', not '" +
+                                     input_format + "'");
+            }
             settings.codec = codec;
             settings.pix_fmt = pix_fmt;
             settings.width = width;
@@ -115,12 +155,15 @@ void register_video_encoding(nb::module_& module) {
           },
           "path"_a, "codec"_a, "width"_a, "height"_a, "fps"_a, "pix_fmt"_a = "yuv420p", "gop"_a = 2,
           "options"_a = std::vector<std::pair<std::string, std::string>>{}, "threads"_a = 0,
-          "queue_frames"_a = 30,
+          "queue_frames"_a = 30, "input_format"_a = "rgb24",
           "Creates `path` (never overwriting a file). codec: an FFmpeg encoder name (libsvtav1, "
           "libx264, libx265, ...); options: the codec's own options as (name, value) pairs, in "
-          "order; an option the codec does not take is a VideoEncodeError.")
+          "order; an option the codec does not take is a VideoEncodeError. input_format: 'rgb24' "
+          "(uint8 RGB frames, converted to pix_fmt) or 'gray16' (uint16 samples written as they "
+          "are into a one-plane pix_fmt such as gray12le: LeRobot's depth codes).")
       .def("add_frame", &add_frame, "frame"_a,
-           "Queues one uint8 RGB frame (H, W, 3), waiting while the queue is full.")
+           "Queues one frame, waiting while the queue is full: uint8 RGB (H, W, 3), or for a "
+           "'gray16' encoder uint16 (H, W) or (H, W, 1).")
       .def("end_episode", &StreamingEncoder::end_episode, nb::call_guard<nb::gil_scoped_release>(),
            "Encodes the queued frames, ends the episode and flushes it to disk; returns where its "
            "frames lie.")

@@ -265,3 +265,69 @@ def test_a_full_disk_fails_the_episode_and_keeps_the_saved_ones(tmp_path: Path) 
     for n in range(5 * len(saved)):
         assert_painted_frame(frames[n], n // 5, n % 5)
     assert rewrite_as_regular_mp4(str(path), 5 * len(saved)) == 5 * len(saved)
+
+
+def depth_codes(frame: int, height: int = HEIGHT, width: int = WIDTH) -> np.ndarray:
+    """12-bit codes of a depth map: a ramp drifting with the frame, a near block moving across it."""
+    y, x = np.mgrid[0:height, 0:width]
+    codes = 600 + 27 * x + 8 * y + 5 * frame
+    codes[10:30, frame * 3 : frame * 3 + 16] = 250 + frame
+    return codes.astype(np.uint16)
+
+
+def test_depth_codes_round_trip_exactly_across_episodes_of_any_length(tmp_path: Path) -> None:
+    from dexloop.video import DepthEncoderConfig
+
+    config = DepthEncoderConfig()
+    assert (config.vcodec, config.pix_fmt, config.g, config.crf) == ("hevc", "gray12le", 2, 30)
+    assert config.get_codec_options(as_strings=True) == {"g": "2", "crf": "30", "x265-params": "lossless=1"}
+    info = {"video.codec": "hevc", "video.depth_min": 0.05, "video.shift": 2.5, "video.extra_options": {}}
+    restored = DepthEncoderConfig.from_video_info(info)
+    assert (restored.depth_min, restored.depth_max, restored.shift) == (0.05, 10.0, 2.5)
+    assert restored.extra_options == {"x265-params": "lossless=1"}  # {} means the default, as in LeRobot
+
+    path = tmp_path / "depth.mp4"
+    encoder = open_encoder(path, config, width=WIDTH, height=HEIGHT, fps=FPS)
+    frame = 0
+    for length in (1, 2, 6, 1, 3):  # x265 reorders only episodes of 3 frames or more
+        for _ in range(length):
+            codes = depth_codes(frame)
+            if frame % 3 == 1:
+                codes = codes[..., None]  # (H, W, 1)
+            elif frame % 3 == 2:
+                wide = np.zeros((HEIGHT, WIDTH + 5), np.uint16)
+                wide[:, :WIDTH] = codes
+                codes = wide[:, :WIDTH]  # rows further apart than the frame's width
+            encoder.add_frame(codes)
+            frame += 1
+        encoder.end_episode()
+    encoder.close()
+    decoder = VideoDecoder(str(path))
+    decoded = decoder.decode_gray16(np.arange(frame) / FPS)
+    assert decoded.shape == (frame, 1, HEIGHT, WIDTH) and decoded.dtype == np.uint16
+    assert decoder.info.codec == "hevc" and decoder.info.pix_fmt == "gray12le"
+    for index in range(frame):
+        np.testing.assert_array_equal(decoded[index, 0], depth_codes(index), err_msg=f"frame {index}")
+
+
+def test_depth_frames_and_settings_of_another_kind_are_refused(tmp_path: Path) -> None:
+    from dexloop.video import DepthEncoderConfig
+
+    encoder = open_encoder(tmp_path / "d.mp4", DepthEncoderConfig(), width=WIDTH, height=HEIGHT, fps=FPS)
+    with pytest.raises(VideoEncodeError, match="uint16"):
+        encoder.add_frame(depth_codes(0).astype(np.uint8))
+    with pytest.raises(VideoEncodeError, match="shape"):
+        encoder.add_frame(np.zeros((HEIGHT, WIDTH, 3), np.uint16))
+    with pytest.raises(VideoEncodeError, match="packed"):
+        encoder.add_frame(np.zeros((HEIGHT, 2 * WIDTH), np.uint16)[:, ::2])
+    too_large = depth_codes(0)
+    too_large[3, 4] = 4096  # 13 bits
+    encoder.add_frame(too_large)
+    with pytest.raises(VideoEncodeError, match="4096"):
+        encoder.end_episode()
+    with pytest.raises(ValueError, match="pix_fmt"):
+        DepthEncoderConfig(pix_fmt="yuv420p12le")
+    with pytest.raises(VideoEncodeError, match="input_format"):
+        from dexloop._core.video import StreamingEncoder
+
+        StreamingEncoder(str(tmp_path / "e.mp4"), "libx265", WIDTH, HEIGHT, FPS, input_format="gray8")

@@ -44,7 +44,8 @@ struct StreamingEncoder::Impl {
       : encoder(file, wanted), path(file), settings(wanted) {
     if (queue_frames <= 0)
       throw VideoEncodeError(path + ": the frame queue needs at least one slot");
-    frame_bytes = static_cast<size_t>(3) * settings.width * settings.height;
+    frame_bytes =
+        static_cast<size_t>(input_pixel_bytes(settings.input)) * settings.width * settings.height;
     slots.assign(static_cast<size_t>(queue_frames), std::vector<uint8_t>(frame_bytes));
     for (int i = queue_frames - 1; i >= 0; --i) free_slots.push_back(i);
     stats.capacity = queue_frames;
@@ -107,13 +108,14 @@ struct StreamingEncoder::Impl {
     if (failure) std::rethrow_exception(failure);
   }
 
-  void add_frame(const uint8_t* rgb, int64_t row_stride) {
-    const size_t row = static_cast<size_t>(3) * settings.width;
+  void add_frame(const uint8_t* pixels, int64_t row_stride) {
+    const size_t row = static_cast<size_t>(input_pixel_bytes(settings.input)) * settings.width;
     if (row_stride == 0) row_stride = static_cast<int64_t>(row);
     if (row_stride < static_cast<int64_t>(row)) {
-      throw VideoEncodeError(path + ": row stride " + std::to_string(row_stride) +
-                             " is shorter than a row of " + std::to_string(settings.width) +
-                             " RGB pixels");
+      throw VideoEncodeError(
+          path + ": row stride " + std::to_string(row_stride) + " is shorter than a row of " +
+          std::to_string(settings.width) +
+          (settings.input == InputFormat::kGray16 ? " uint16 samples" : " RGB pixels"));
     }
     int slot;
     {
@@ -134,7 +136,7 @@ struct StreamingEncoder::Impl {
     // The copy runs outside the lock: the slot belongs to this call until it is queued.
     uint8_t* target = slots[static_cast<size_t>(slot)].data();
     for (int y = 0; y < settings.height; ++y) {
-      std::memcpy(target + y * row, rgb + y * row_stride, row);
+      std::memcpy(target + y * row, pixels + y * row_stride, row);
     }
     {
       std::lock_guard lock(mutex);
@@ -186,8 +188,8 @@ StreamingEncoder::StreamingEncoder(const std::string& path, const EncoderSetting
 
 StreamingEncoder::~StreamingEncoder() = default;
 
-void StreamingEncoder::add_frame(const uint8_t* rgb, int64_t row_stride) {
-  impl_->add_frame(rgb, row_stride);
+void StreamingEncoder::add_frame(const uint8_t* pixels, int64_t row_stride) {
+  impl_->add_frame(pixels, row_stride);
 }
 
 EncodedEpisode StreamingEncoder::end_episode() {
@@ -216,5 +218,6 @@ EncoderQueueStats StreamingEncoder::stats() const {
 const std::string& StreamingEncoder::path() const { return impl_->path; }
 int StreamingEncoder::width() const { return impl_->settings.width; }
 int StreamingEncoder::height() const { return impl_->settings.height; }
+InputFormat StreamingEncoder::input() const { return impl_->settings.input; }
 
 }  // namespace dexloop::video

@@ -412,6 +412,10 @@ struct VideoDecoder::Impl {
       const char* name = av_get_pix_fmt_name(source);
       info.pix_fmt = name ? name : "";
     }
+    if (layout == FrameLayout::kGray16) {
+      convert_gray12(frame, source, output);
+      return;
+    }
     // Packed RGB24 through swscale's default path gives the same bytes as torchcodec (LeRobot's
     // decoder); planar output takes another swscale path whose chroma interpolation differs by up
     // to tens of levels at edges. CHW is therefore made by splitting the packed pixels into planes.
@@ -424,19 +428,12 @@ struct VideoDecoder::Impl {
     const int* coefficients = sws_getCoefficients(colorspace);
     sws_setColorspaceDetails(scaler.get(), coefficients, frame->color_range == AVCOL_RANGE_JPEG,
                              coefficients, 1, 0, 1 << 16, 1 << 16);
-    // swscale's SIMD paths may write past the end of a row (and of the last row) unless rows are
-    // aligned, so it writes into a padded scratch frame from which rows are copied out.
     const int width = frame->width;
     const int height = frame->height;
-    const int stride = (3 * width + 63) / 64 * 64;
-    scratch_rgb.resize(static_cast<size_t>(stride) * (height + 1) + 128);
-    uint8_t* aligned =
-        scratch_rgb.data() + (64 - reinterpret_cast<uintptr_t>(scratch_rgb.data()) % 64);
-    uint8_t* planes[4] = {aligned, nullptr, nullptr, nullptr};
-    int strides[4] = {stride, 0, 0, 0};
-    int rows = sws_scale(scaler.get(), frame->data, frame->linesize, 0, height, planes, strides);
-    if (rows != height) fail("colour conversion failed");
     const size_t row_bytes = static_cast<size_t>(3) * width;
+    int stride = 0;
+    const uint8_t* aligned =
+        scale_into_scratch(frame, row_bytes, stride, "colour conversion failed");
     if (layout == FrameLayout::kHWC) {
       for (int y = 0; y < height; ++y) {
         std::memcpy(output + y * row_bytes, aligned + static_cast<size_t>(y) * stride, row_bytes);
@@ -446,6 +443,51 @@ struct VideoDecoder::Impl {
     const size_t pixels = static_cast<size_t>(width) * height;
     for (int y = 0; y < height; ++y) {
       split_row(aligned + static_cast<size_t>(y) * stride, width, output + y * width, pixels);
+    }
+  }
+
+  // Runs `scaler` on `frame` into the scratch frame and returns its first row (rows `stride` bytes
+  // apart, each `row_bytes` long). swscale's SIMD paths may write past the end of a row (and of the
+  // last row) unless rows are aligned, so it writes there and the caller copies rows out.
+  const uint8_t* scale_into_scratch(const AVFrame* frame, size_t row_bytes, int& stride,
+                                    const char* failure) {
+    const int height = frame->height;
+    stride = (static_cast<int>(row_bytes) + 63) / 64 * 64;
+    scratch_rgb.resize(static_cast<size_t>(stride) * (height + 1) + 128);
+    uint8_t* aligned =
+        scratch_rgb.data() + (64 - reinterpret_cast<uintptr_t>(scratch_rgb.data()) % 64);
+    uint8_t* planes[4] = {aligned, nullptr, nullptr, nullptr};
+    int strides[4] = {stride, 0, 0, 0};
+    int rows = sws_scale(scaler.get(), frame->data, frame->linesize, 0, height, planes, strides);
+    if (rows != height) fail(failure);
+    return aligned;
+  }
+
+  // The frame's samples as gray12le, row after row of uint16. A gray12le stream (LeRobot's depth
+  // videos) is copied as decoded; any other format is converted by swscale, as PyAV converts it.
+  void convert_gray12(const AVFrame* frame, AVPixelFormat source, uint8_t* output) {
+    const int width = frame->width;
+    const int height = frame->height;
+    const size_t row_bytes = static_cast<size_t>(2) * width;
+    if (source == AV_PIX_FMT_GRAY12LE) {
+      for (int y = 0; y < height; ++y) {
+        std::memcpy(output + y * row_bytes,
+                    frame->data[0] + static_cast<ptrdiff_t>(y) * frame->linesize[0], row_bytes);
+      }
+      return;
+    }
+    scaler.reset(sws_getCachedContext(scaler.release(), width, height, source, width, height,
+                                      AV_PIX_FMT_GRAY12LE, SWS_BILINEAR, nullptr, nullptr,
+                                      nullptr));
+    if (!scaler) {
+      fail(std::string("cannot convert pixel format ") + av_get_pix_fmt_name(source) +
+           " to gray12le");
+    }
+    int stride = 0;
+    const uint8_t* aligned =
+        scale_into_scratch(frame, row_bytes, stride, "conversion to gray12le failed");
+    for (int y = 0; y < height; ++y) {
+      std::memcpy(output + y * row_bytes, aligned + static_cast<size_t>(y) * stride, row_bytes);
     }
   }
 
@@ -508,9 +550,9 @@ void VideoDecoder::decode_at(std::span<const double> timestamps, double toleranc
 
 void VideoDecoder::decode_at(std::span<const double> timestamps, double tolerance_s,
                              uint8_t* output, FrameLayout layout) {
-  const int64_t frame_bytes = rgb_frame_bytes(impl_->info);
+  const int64_t bytes = frame_bytes(impl_->info, layout);
   std::vector<uint8_t*> outputs(timestamps.size());
-  for (size_t i = 0; i < outputs.size(); ++i) outputs[i] = output + i * frame_bytes;
+  for (size_t i = 0; i < outputs.size(); ++i) outputs[i] = output + i * bytes;
   decode_at(timestamps, tolerance_s, outputs, layout);
 }
 

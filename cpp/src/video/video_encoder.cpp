@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -129,6 +130,7 @@ struct VideoEncoder::Impl {
   EncoderSettings settings;
   const AVCodec* codec = nullptr;
   AVPixelFormat pix_fmt = AV_PIX_FMT_NONE;
+  int max_sample = 0;  // largest uint16 sample the pix_fmt holds (kGray16 input)
 
   std::unique_ptr<FileOutput> output;
   ffmpeg::OutputFormatContext muxer;
@@ -145,6 +147,9 @@ struct VideoEncoder::Impl {
 
   int64_t frames_in_file = 0;
   int64_t pending = 0;
+  // Frames the codec's decode clock runs behind its presentation clock (kGray16: x265's B-frame
+  // delay), taken from the first codec instance: every episode's decode times are laid out with it.
+  int reorder_delay = -1;
   int64_t last_dts = std::numeric_limits<int64_t>::min();  // in stream ticks
   bool closed = false;
 
@@ -170,6 +175,20 @@ struct VideoEncoder::Impl {
     }
     pix_fmt = av_get_pix_fmt(settings.pix_fmt.c_str());
     if (pix_fmt == AV_PIX_FMT_NONE) fail("unknown pixel format '" + settings.pix_fmt + "'");
+    if (settings.input == InputFormat::kGray16) {
+      // Samples are written into the plane as given, so the pixel format must be one plane of
+      // little-endian 16-bit words holding at most 16 significant bits (gray10le ... gray16le).
+      const AVPixFmtDescriptor* descriptor = av_pix_fmt_desc_get(pix_fmt);
+      if (descriptor->nb_components != 1 || descriptor->comp[0].step != 2 ||
+          descriptor->comp[0].shift != 0 || (descriptor->flags & AV_PIX_FMT_FLAG_BE) != 0 ||
+          (descriptor->flags & (AV_PIX_FMT_FLAG_PAL | AV_PIX_FMT_FLAG_FLOAT)) != 0) {
+        fail(
+            "uint16 gray frames need a one-plane 16-bit little-endian pixel format such as "
+            "gray12le, not '" +
+            settings.pix_fmt + "'");
+      }
+      max_sample = (1 << descriptor->comp[0].depth) - 1;
+    }
 
     // The first episode's codec instance is opened now: its stream header goes into the file's.
     open_encoder();
@@ -211,7 +230,10 @@ struct VideoEncoder::Impl {
     // decode clock starts before its first frame when it reorders frames. After a short episode
     // that clock would fall below the previous episode's last decode time, which the mp4 cannot
     // hold. With LeRobot's keyframe every 2 frames, B-frames save next to nothing anyway.
-    context->max_b_frames = 0;
+    // Depth codes (kGray16) keep the codec's default, as LeRobot encodes them: x265's lossless mode
+    // loses samples in some frames without B-frames, and its reordering delay is the same for every
+    // instance, so the episodes' decode times still rise.
+    if (settings.input != InputFormat::kGray16) context->max_b_frames = 0;
     context->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;  // mp4 keeps the stream header in its index
     if (settings.threads > 0) context->thread_count = settings.threads;
     ffmpeg::Dictionary options;
@@ -244,35 +266,65 @@ struct VideoEncoder::Impl {
     if (result < 0) fail("cannot allocate a frame", result);
   }
 
-  void add_frame(const uint8_t* rgb, int64_t row_stride) {
+  void add_frame(const uint8_t* pixels, int64_t row_stride) {
     if (closed) fail("the encoder is closed");
+    const int width = settings.width;
+    const int height = settings.height;
+    const int64_t row_bytes = int64_t{input_pixel_bytes(settings.input)} * width;
+    if (row_stride == 0) row_stride = row_bytes;
+    if (row_stride < row_bytes || row_stride > std::numeric_limits<int>::max()) {
+      fail("row stride " + std::to_string(row_stride) + " is shorter than a row of " +
+           std::to_string(width) +
+           (settings.input == InputFormat::kGray16 ? " uint16 samples" : " RGB pixels"));
+    }
+    if (settings.input == InputFormat::kGray16) check_samples(pixels, row_stride);
     if (!encoder) {
       open_encoder();
       if (extradata_of(encoder.get()) != stream_header) {
         fail("the codec's stream header changed between episodes; the file cannot hold both");
       }
     }
-    const int width = settings.width;
-    const int height = settings.height;
-    if (row_stride == 0) row_stride = int64_t{3} * width;
-    if (row_stride < int64_t{3} * width || row_stride > std::numeric_limits<int>::max()) {
-      fail("row stride " + std::to_string(row_stride) + " is shorter than a row of " +
-           std::to_string(width) + " RGB pixels");
-    }
     ensure_frame_buffer();
-    // The same conversion PyAV applies to LeRobot's frames: swscale's default (BT.601, limited
-    // range).
-    scaler.reset(sws_getCachedContext(scaler.release(), width, height, AV_PIX_FMT_RGB24, width,
-                                      height, pix_fmt, SWS_BILINEAR, nullptr, nullptr, nullptr));
-    if (!scaler) fail("cannot convert RGB frames to " + settings.pix_fmt);
-    const uint8_t* planes[4] = {rgb, nullptr, nullptr, nullptr};
-    const int strides[4] = {static_cast<int>(row_stride), 0, 0, 0};
-    sws_scale(scaler.get(), planes, strides, 0, height, frame->data, frame->linesize);
+    if (settings.input == InputFormat::kGray16) {
+      // The samples are the codes to store (LeRobot writes its depth codes into the plane as they
+      // are): no conversion, no scaling.
+      for (int y = 0; y < height; ++y) {
+        std::memcpy(frame->data[0] + static_cast<ptrdiff_t>(y) * frame->linesize[0],
+                    pixels + y * row_stride, static_cast<size_t>(row_bytes));
+      }
+    } else {
+      // The same conversion PyAV applies to LeRobot's frames: swscale's default (BT.601, limited
+      // range).
+      scaler.reset(sws_getCachedContext(scaler.release(), width, height, AV_PIX_FMT_RGB24, width,
+                                        height, pix_fmt, SWS_BILINEAR, nullptr, nullptr, nullptr));
+      if (!scaler) fail("cannot convert RGB frames to " + settings.pix_fmt);
+      const uint8_t* planes[4] = {pixels, nullptr, nullptr, nullptr};
+      const int strides[4] = {static_cast<int>(row_stride), 0, 0, 0};
+      sws_scale(scaler.get(), planes, strides, 0, height, frame->data, frame->linesize);
+    }
     frame->pts = frames_in_file + pending;
     int result = avcodec_send_frame(encoder.get(), frame.get());
     if (result < 0) fail("encoding frame " + std::to_string(frame->pts) + " failed", result);
     ++pending;
     collect_packets();
+  }
+
+  // A sample above the pixel format's bit depth would be stored truncated: refused instead.
+  void check_samples(const uint8_t* pixels, int64_t row_stride) const {
+    for (int y = 0; y < settings.height; ++y) {
+      uint16_t row_max = 0;
+      const uint8_t* row = pixels + y * row_stride;
+      for (int x = 0; x < settings.width; ++x) {
+        uint16_t sample;
+        std::memcpy(&sample, row + 2 * x, 2);
+        row_max = sample > row_max ? sample : row_max;
+      }
+      if (row_max > max_sample) {
+        fail("frame " + std::to_string(frames_in_file + pending) + " holds the sample " +
+             std::to_string(row_max) + " in row " + std::to_string(y) + ", above the " +
+             std::to_string(max_sample) + " a " + settings.pix_fmt + " pixel holds");
+      }
+    }
   }
 
   // Takes every packet the codec has ready into the episode's packets.
@@ -281,6 +333,19 @@ struct VideoEncoder::Impl {
       int result = avcodec_receive_packet(encoder.get(), packet.get());
       if (result == AVERROR(EAGAIN) || result == AVERROR_EOF) return;
       if (result < 0) fail("encoding failed", result);
+      if (settings.input == InputFormat::kGray16 && packet->dts != AV_NOPTS_VALUE) {
+        // A fresh instance reorders (and so delays its decode clock) only once it has 3 frames:
+        // a 1- or 2-frame episode would end with decode times after those the next episode starts
+        // with. Every episode's k-th packet is decoded at (first frame + k - delay), as one long
+        // encode would decode it; that is never after its presentation time, the delay being the
+        // codec's deepest.
+        const int64_t decoded = frames_in_file + static_cast<int64_t>(episode_packets.size());
+        packet->dts = decoded - reorder_delay;
+        if (packet->pts != AV_NOPTS_VALUE && packet->dts > packet->pts) {
+          fail("the codec reorders frames deeper than the " + std::to_string(reorder_delay) +
+               " frames it declared");
+        }
+      }
       av_packet_rescale_ts(packet.get(), encoder->time_base, stream->time_base);
       packet->stream_index = stream->index;
       episode_packets.push_back(ffmpeg::make_packet());
@@ -337,6 +402,10 @@ struct VideoEncoder::Impl {
                                     frame->linesize[3]};
     av_image_fill_black(frame->data, linesizes, pix_fmt, AVCOL_RANGE_MPEG, settings.width,
                         settings.height);
+    if (settings.input == InputFormat::kGray16) {
+      measure_reorder_delay();
+      return;
+    }
     frame->pts = 0;
     if (avcodec_send_frame(encoder.get(), frame.get()) < 0) {
       fail("the codec takes no frame of " + std::to_string(settings.width) + "x" +
@@ -345,6 +414,32 @@ struct VideoEncoder::Impl {
     pending = 1;  // so that release_codec drains it
     release_codec();
     pending = 0;
+  }
+
+  // The header instance encodes a few frames, so that its packets show how far the codec's decode
+  // clock runs behind (FFmpeg's libx265 wrapper does not say, and a codec only reorders once it has
+  // a few frames), then is drained and freed.
+  void measure_reorder_delay() {
+    constexpr int kProbeFrames = 8;
+    reorder_delay = 0;
+    frame->pts = 0;
+    for (int f = 0; f <= kProbeFrames; ++f) {
+      int result = avcodec_send_frame(encoder.get(), f < kProbeFrames ? frame.get() : nullptr);
+      if (result < 0) {
+        fail("the codec takes no frame of " + std::to_string(settings.width) + "x" +
+                 std::to_string(settings.height) + " " + settings.pix_fmt,
+             result);
+      }
+      if (f < kProbeFrames) frame->pts = f + 1;
+      while ((result = avcodec_receive_packet(encoder.get(), packet.get())) >= 0) {
+        if (packet->pts != AV_NOPTS_VALUE && packet->dts != AV_NOPTS_VALUE) {
+          reorder_delay = std::max(reorder_delay, static_cast<int>(packet->pts - packet->dts));
+        }
+        av_packet_unref(packet.get());
+      }
+      if (result != AVERROR(EAGAIN) && result != AVERROR_EOF) fail("encoding failed", result);
+    }
+    encoder.reset();
   }
 
   // Frees the codec instance of the episode in progress. It is drained first: SVT-AV1 waits
@@ -389,8 +484,8 @@ VideoEncoder::~VideoEncoder() = default;
 VideoEncoder::VideoEncoder(VideoEncoder&&) noexcept = default;
 VideoEncoder& VideoEncoder::operator=(VideoEncoder&&) noexcept = default;
 
-void VideoEncoder::add_frame(const uint8_t* rgb, int64_t row_stride) {
-  impl_->add_frame(rgb, row_stride);
+void VideoEncoder::add_frame(const uint8_t* pixels, int64_t row_stride) {
+  impl_->add_frame(pixels, row_stride);
 }
 EncodedEpisode VideoEncoder::end_episode() { return impl_->end_episode(); }
 int64_t VideoEncoder::pending_frames() const { return impl_->pending; }

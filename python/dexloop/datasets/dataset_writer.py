@@ -12,6 +12,12 @@ What LeRobot does after the fact, dexloop does while frames arrive:
   to the recording journal (see recording_journal), so it returns in milliseconds and a saved episode
   survives SIGKILL; ``finalize()`` assembles LeRobot's files.
 
+Depth maps (features whose info says ``is_depth_map``) are recorded as LeRobot records them: uint16
+millimetres or float32 metres, the unit inferred from the first frame's dtype and kept as
+``info["depth_unit"]``, stats computed on the depth itself, in that unit. A depth video's frames are
+quantised to 12-bit codes (dexloop.datasets.depth) and encoded losslessly with the ``depth_encoder``
+(hevc gray12le); a depth image feature's are stored as they are, as uncompressed TIFF in the parquet.
+
 Files roll over as LeRobot's do: a new data file when the current one plus the episode would reach
 ``data_files_size_in_mb``, a new mp4 when the current one plus an episode would reach
 ``video_files_size_in_mb`` (the size of the camera's previous episode stands for the coming one,
@@ -40,6 +46,7 @@ from dexloop.errors import (
 )
 
 from .compute_stats import compute_episode_stats, downsample_for_stats, sample_indices
+from .depth import depth_frame, infer_depth_unit, quantize_depth
 from .frame_validation import validate_frame
 from .info import DatasetInfo, frame_size
 from .parquet_files import frames_schema, frames_table
@@ -99,15 +106,32 @@ def png_cell(image: np.ndarray, frame_index: int) -> dict[str, Any]:
     return {"bytes": buffer.getvalue(), "path": f"frame-{frame_index:06d}.png"}
 
 
-def video_info(config: Any, height: int, width: int, fps: int) -> dict[str, Any]:
-    """The ``info`` block LeRobot stores for a video feature once its first episode is encoded."""
-    return {
+def tiff_cell(depth: np.ndarray, frame_index: int) -> dict[str, Any]:
+    """A depth image cell as LeRobot embeds it: an uncompressed TIFF of the (H, W) uint16 or float32
+    depth (PIL mode I;16 or F, the values as recorded) and the file's name."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(depth)).save(buffer, format="TIFF", compression="raw")
+    return {"bytes": buffer.getvalue(), "path": f"frame-{frame_index:06d}.tiff"}
+
+
+def video_info(
+    config: Any, height: int, width: int, fps: int, existing: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The ``info`` block LeRobot stores for a video feature once its first episode is encoded: what
+    the feature's info held (`existing`, e.g. ``is_depth_map`` and ``depth_unit``) updated with the
+    stream's and the encoder's settings (a depth encoder's quantiser parameters included)."""
+    from dexloop.video.encoder import DEPTH_ENCODER_INFO_FIELD_NAMES, DepthEncoderConfig
+
+    depth = isinstance(config, DepthEncoderConfig)
+    new = {
         "video.height": height,
         "video.width": width,
         "video.codec": CODEC_CANONICAL_NAMES.get(config.vcodec, config.vcodec),
         "video.pix_fmt": config.pix_fmt,
         "video.fps": fps,
-        "video.channels": 3,
+        "video.channels": 1 if depth else 3,
         "has_audio": False,
         "video.g": config.g,
         "video.crf": config.crf,
@@ -115,8 +139,14 @@ def video_info(config: Any, height: int, width: int, fps: int) -> dict[str, Any]
         "video.fast_decode": config.fast_decode,
         "video.video_backend": config.video_backend,
         "video.extra_options": dict(config.extra_options),
-        "is_depth_map": False,
     }
+    if depth:
+        new.update({f"video.{name}": getattr(config, name) for name in DEPTH_ENCODER_INFO_FIELD_NAMES})
+    new["is_depth_map"] = depth
+    merged = {**(existing or {}), **new}
+    if "video.is_depth_map" in merged:  # LeRobot migrates the legacy marker
+        merged.setdefault("is_depth_map", merged.pop("video.is_depth_map"))
+    return merged
 
 
 def _settings(info: Mapping[str, Any]) -> dict[str, Any]:
@@ -143,6 +173,7 @@ class _Camera:
     key: str
     height: int
     width: int
+    depth: bool = False  # a depth camera: frames quantised to 12-bit codes
     chunk: int = 0
     file: int = 0
     encoder: Any = None
@@ -173,7 +204,8 @@ class _Camera:
 class DatasetWriter:
     """Records episodes into the dataset of `meta` (created or resumed): see the module docstring.
 
-    `rgb_encoder` is a VideoEncoderConfig (LeRobot's defaults when None), `encoder_threads` the
+    `rgb_encoder` is a VideoEncoderConfig (LeRobot's defaults when None), `depth_encoder` a
+    DepthEncoderConfig for the depth cameras (LeRobot's defaults when None), `encoder_threads` the
     codec's thread count, `encoder_queue_maxsize` the frames each camera's queue holds."""
 
     def __init__(
@@ -182,18 +214,23 @@ class DatasetWriter:
         rgb_encoder: Any = None,
         encoder_threads: int | None = None,
         encoder_queue_maxsize: int = 30,
+        depth_encoder: Any = None,
     ):
-        from dexloop.video.encoder import RGBEncoderConfig
+        from dexloop.video.encoder import DepthEncoderConfig, RGBEncoderConfig
 
-        if meta.depth_keys:
-            raise DatasetError(
-                f"{meta.root}: depth video features {meta.depth_keys} cannot be recorded by this dexloop version"
+        if depth_encoder is not None and not isinstance(depth_encoder, DepthEncoderConfig):
+            raise DatasetArgumentError(
+                f"depth_encoder must be a DepthEncoderConfig, got {type(depth_encoder).__name__}"
             )
         if encoder_queue_maxsize < 1:
             raise DatasetArgumentError(f"encoder_queue_maxsize must be >= 1, got {encoder_queue_maxsize}")
         self.meta = meta
         self.root = Path(meta.root)
         self.rgb_encoder = rgb_encoder if rgb_encoder is not None else RGBEncoderConfig()
+        if depth_encoder is None and meta.depth_keys and meta.total_episodes > 0:
+            # Resuming: the depth cameras go on with the quantiser their info records.
+            depth_encoder = DepthEncoderConfig.from_video_info(meta.features[meta.depth_keys[0]].get("info"))
+        self.depth_encoder = depth_encoder if depth_encoder is not None else DepthEncoderConfig()
         self.encoder_threads = encoder_threads
         self.encoder_queue_maxsize = encoder_queue_maxsize
         self.episode_buffer = EpisodeBuffer()
@@ -214,9 +251,10 @@ class DatasetWriter:
         self._data_file = (0, 0)
         self._meta_file = (0, 0)
         self._cameras = {}
+        depth_keys = self._depth_keys = set(meta.depth_keys)
         for key in meta.video_keys:
             height, width = frame_size(self._features[key])
-            self._cameras[key] = _Camera(key, height, width)
+            self._cameras[key] = _Camera(key, height, width, depth=key in depth_keys)
         if last is not None:
             size = info.chunks_size
             self._data_file = next_file(int(last["data/chunk_index"]), int(last["data/file_index"]), size)
@@ -253,26 +291,34 @@ class DatasetWriter:
         validate_frame(frame, self._features)
         buffer = self.episode_buffer
         frame_index = buffer.size
-        camera_frames = {}
-        for key in self._cameras:
-            camera_frames[key] = rgb_frame(frame[key], key)
-        images = {
-            key: rgb_frame(frame[key], key)
-            for key, feature in self._features.items()
-            if feature["dtype"] == "image"
-        }
+        camera_frames, depth_maps, images = {}, {}, {}
+        for key, camera in self._cameras.items():
+            if camera.depth:
+                depth_maps[key] = self._depth_frame(frame[key], key, frame_index)
+                camera_frames[key] = quantize_depth(depth_maps[key], *self._quantiser())
+            else:
+                camera_frames[key] = rgb_frame(frame[key], key)
+        for key, feature in self._features.items():
+            if feature["dtype"] != "image":
+                continue
+            if key in self._depth_keys:
+                depth_maps[key] = images[key] = self._depth_frame(frame[key], key, frame_index)
+            else:
+                images[key] = rgb_frame(frame[key], key)
         if frame_index == 0:
             for camera in self._cameras.values():
                 self._open_episode_video(camera)
         for key, rgb in camera_frames.items():
             self._cameras[key].encoder.add_frame(rgb)
         for key, rgb in {**camera_frames, **images}.items():
-            # Copied: a view would keep the caller's whole frame alive until the episode is saved.
-            buffer.stats_frames.setdefault(key, []).append(
-                downsample_for_stats(rgb.transpose(2, 0, 1)).copy()
-            )
-        for key, rgb in images.items():
-            buffer.values.setdefault(key, []).append(png_cell(rgb, frame_index))
+            # Stats are computed on the depth itself (in its unit), as LeRobot computes them from the
+            # depth images it writes before encoding; on the RGB pixels otherwise. Copied: a view would
+            # keep the caller's whole frame alive until the episode is saved.
+            chw = depth_maps[key][None] if key in depth_maps else rgb.transpose(2, 0, 1)
+            buffer.stats_frames.setdefault(key, []).append(downsample_for_stats(chw).copy())
+        for key, image in images.items():
+            cell = tiff_cell(image, frame_index) if key in depth_maps else png_cell(image, frame_index)
+            buffer.values.setdefault(key, []).append(cell)
         for key, feature in self._features.items():
             if key in frame and feature["dtype"] not in ("video", "image"):
                 value = frame[key]
@@ -281,6 +327,27 @@ class DatasetWriter:
                 )
         buffer.tasks.append(frame["task"])
         buffer.size += 1
+
+    def _quantiser(self) -> tuple[float, float, float, bool]:
+        config = self.depth_encoder
+        return config.depth_min, config.depth_max, config.shift, config.use_log
+
+    def _depth_frame(self, value: Any, key: str, frame_index: int) -> np.ndarray:
+        """A depth feature's frame checked (depth_frame), its unit recorded at an episode's first
+        frame when the feature has none yet (LeRobot's rule), and held to that unit afterwards: a
+        frame in another unit would be stored right but mix units in the stats."""
+        feature = self._features[key]
+        depth = depth_frame(value, key, *frame_size(feature))
+        unit = infer_depth_unit(depth.dtype)
+        recorded = (feature.get("info") or {}).get("depth_unit")
+        if recorded is None and frame_index == 0:
+            feature["info"] = {**(feature.get("info") or {}), "depth_unit": unit}
+        elif recorded is not None and recorded != unit:
+            raise DatasetFrameError(
+                f"The depth feature '{key}' is recorded in {recorded!r} but this frame is "
+                f"{depth.dtype} ({unit!r}): give uint16 millimetres or float32 metres throughout"
+            )
+        return depth
 
     def has_pending_frames(self) -> bool:
         return self.episode_buffer.size > 0
@@ -354,7 +421,11 @@ class DatasetWriter:
         if episode_index == 0:
             for key, camera in self._cameras.items():
                 info.features[key]["info"] = video_info(
-                    self.rgb_encoder, camera.height, camera.width, info.fps
+                    self.depth_encoder if camera.depth else self.rgb_encoder,
+                    camera.height,
+                    camera.width,
+                    info.fps,
+                    existing=info.features[key].get("info"),
                 )
         self._sync_session_info()
         # The dataset's stats after this episode, aggregated in memory as LeRobot does (its float32
@@ -466,7 +537,7 @@ class DatasetWriter:
             path.parent.mkdir(parents=True, exist_ok=True)
             camera.encoder = open_encoder(
                 str(path),
-                self.rgb_encoder,
+                self.depth_encoder if camera.depth else self.rgb_encoder,
                 width=camera.width,
                 height=camera.height,
                 fps=self.meta.fps,

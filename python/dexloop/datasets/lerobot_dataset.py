@@ -34,7 +34,7 @@ from dexloop.errors import (
     DeltaTimestampsError,
 )
 
-from . import cross_checks
+from . import cross_checks, depth
 from .collate import samples_of
 from .dataset_files import LocalFiles
 from .frame_table import FrameTable
@@ -42,8 +42,8 @@ from .info import CODEBASE_VERSION, frame_size
 from .metadata import LeRobotDatasetMetadata
 
 # LeRobot's depth units (``lerobot.configs.DEFAULT_DEPTH_UNIT`` is millimetres).
-DEPTH_UNITS = ("m", "mm")
-DEFAULT_DEPTH_UNIT = "mm"
+DEPTH_UNITS = depth.DEPTH_UNITS
+DEFAULT_DEPTH_UNIT = depth.DEFAULT_DEPTH_UNIT
 
 
 def as_index(value: Any, what: str) -> int:
@@ -83,6 +83,7 @@ class _VideoKey:
         file_of_episode: np.ndarray,
         from_timestamp: np.ndarray,
         file_end_s: np.ndarray,
+        depth_encoder: Any = None,
     ):
         self.key = key
         self.height = height
@@ -90,6 +91,7 @@ class _VideoKey:
         self.file_of_episode = file_of_episode
         self.from_timestamp = from_timestamp
         self.file_end_s = file_end_s
+        self.depth_encoder = depth_encoder  # a depth camera's DepthEncoderConfig (its quantiser)
 
 
 class LeRobotDataset(torch.utils.data.Dataset):
@@ -97,8 +99,10 @@ class LeRobotDataset(torch.utils.data.Dataset):
 
     Arguments are LeRobot's reading arguments, with the same meaning. ``video_backend`` is accepted
     for compatibility and ignored: frames always come from dexloop's FFmpeg decoder, whose RGB output
-    is byte-identical to torchcodec's. ``depth_output_unit`` is checked and kept (depth features are
-    not read by this version). LeRobot's writing arguments (``batch_encoding_size``,
+    is byte-identical to torchcodec's. Depth cameras (video features flagged ``is_depth_map``) are
+    returned as LeRobot returns them: float32 (1, H, W) depth in ``depth_output_unit`` ("mm", whole
+    millimetres, or "m"), dequantised from the video's 12-bit codes exactly as LeRobot does, with
+    their stats converted to that unit. LeRobot's writing arguments (``batch_encoding_size``,
     ``streaming_encoding``, encoders) are accepted at their defaults only: this class reads.
     dexloop adds ``decode_threads`` (threads decoding a batch's frames; default: one per core,
     divided among DataLoader workers).
@@ -182,10 +186,8 @@ class LeRobotDataset(torch.utils.data.Dataset):
         )
         self.root = self.meta.root
         self.revision = self.meta.revision
-        if self.meta.depth_keys:
-            raise DatasetError(
-                f"{self.root}: depth video features {self.meta.depth_keys} are not supported by this dexloop version"
-            )
+        _check_depth_features(self.meta)
+        self.meta.rescale_depth_stats(depth_output_unit)
         self.episodes = self._select_episodes(episodes, episode_filter)
         self.delta_indices = self._resolve_delta_indices()
         self._ensure_files_present(force_cache_sync)
@@ -358,6 +360,7 @@ class LeRobotDataset(torch.utils.data.Dataset):
         self._video_files: list[str] = []
         file_ids: dict[str, int] = {}
         self._videos: list[_VideoKey] = []
+        depth_keys = set(meta.depth_keys)
         for key in meta.video_keys:
             files = np.empty(len(loaded), dtype=np.int32)
             for ordinal, episode in enumerate(loaded):
@@ -366,7 +369,20 @@ class LeRobotDataset(torch.utils.data.Dataset):
             from_timestamp = meta.episodes.column(f"videos/{key}/from_timestamp")[loaded].astype(np.float64)
             height, width = frame_size(meta.features[key])
             file_end_s = cross_checks.video_file_ends(meta.episodes, key, meta.fps)[loaded]
-            self._videos.append(_VideoKey(key, height, width, files, from_timestamp, file_end_s))
+            depth_encoder = None
+            if key in depth_keys:
+                from dexloop.video.encoder import DepthEncoderConfig
+
+                try:
+                    depth_encoder = DepthEncoderConfig.from_video_info(meta.features[key].get("info"))
+                except (TypeError, ValueError) as error:
+                    raise DatasetError(
+                        f"{self.root / 'meta/info.json'}: features[{key!r}] info holds no usable depth "
+                        f"quantiser ({error})"
+                    ) from error
+            self._videos.append(
+                _VideoKey(key, height, width, files, from_timestamp, file_end_s, depth_encoder)
+            )
         self._video_files = list(file_ids)
         # Each file's stream is compared with info.json when a batch first needs it (once per
         # process): opening every file up front would cost a v2.1 dataset one open per episode.
@@ -374,6 +390,13 @@ class LeRobotDataset(torch.utils.data.Dataset):
         if self._checked_videos is None:
             self._checked_videos = set()
         self._keys_in_order = [video.key for video in self._videos] + table.columns
+        # Depth image features and the unit each was recorded in (None when info.json has none:
+        # returned as stored, as LeRobot does).
+        self._image_depth_units = {
+            key: (meta.features[key].get("info") or {}).get("depth_unit")
+            for key in meta.depth_keys
+            if meta.features[key]["dtype"] == "image"
+        }
 
     # -- torch Dataset protocol ----------------------------------------------------------------
 
@@ -467,8 +490,10 @@ class LeRobotDataset(torch.utils.data.Dataset):
     ) -> LeRobotDataset:
         """A new dataset to record into, with LeRobot's arguments. `root` must not exist
         (DatasetExistsError). Frames are always encoded as they arrive, so ``streaming_encoding``,
-        ``batch_encoding_size`` and the image-writer options change nothing; ``depth_encoder`` is
-        accepted for LeRobot's signature (depth features cannot be recorded yet)."""
+        ``batch_encoding_size`` and the image-writer options change nothing. Depth cameras (video
+        features of shape (H, W, 1) with ``"info": {"is_depth_map": True}``) take uint16 millimetre
+        or float32 metre frames, encoded with ``depth_encoder`` (a DepthEncoderConfig; LeRobot's
+        defaults when None)."""
         from .dataset_writer import DatasetWriter
 
         meta = LeRobotDatasetMetadata.create(
@@ -483,7 +508,9 @@ class LeRobotDataset(torch.utils.data.Dataset):
             video_files_size_in_mb=video_files_size_in_mb,
         )
         try:
-            writer = DatasetWriter(meta, rgb_encoder, encoder_threads, encoder_queue_maxsize)
+            writer = DatasetWriter(
+                meta, rgb_encoder, encoder_threads, encoder_queue_maxsize, depth_encoder=depth_encoder
+            )
         except BaseException:
             import shutil
 
@@ -529,7 +556,9 @@ class LeRobotDataset(torch.utils.data.Dataset):
                 f"{meta.root}: a v2.1 dataset cannot be recorded into; convert it to v3.0 first "
                 "(`dexloop dataset convert`)"
             )
-        writer = DatasetWriter(meta, rgb_encoder, encoder_threads, encoder_queue_maxsize)
+        writer = DatasetWriter(
+            meta, rgb_encoder, encoder_threads, encoder_queue_maxsize, depth_encoder=depth_encoder
+        )
         return cls._recording(meta, writer, tolerance_s, video_backend)
 
     @classmethod
@@ -542,6 +571,7 @@ class LeRobotDataset(torch.utils.data.Dataset):
         return_uint8: bool,
         image_transforms: Callable | None,
         decode_threads: int | None,
+        depth_output_unit: str = DEFAULT_DEPTH_UNIT,
     ) -> LeRobotDataset:
         """A reader of `meta`'s dataset with its arguments checked as __init__ checks them, but no
         frames loaded: StreamingLeRobotDataset copies it for each episode it streams, sets the
@@ -550,16 +580,14 @@ class LeRobotDataset(torch.utils.data.Dataset):
             raise ValueError(f"tolerance_s must be a non-negative number, got {tolerance_s!r}")
         if decode_threads is not None and decode_threads < 1:
             raise ValueError(f"decode_threads must be >= 1, got {decode_threads}")
-        if meta.depth_keys:
-            raise DatasetError(
-                f"{meta.root}: depth video features {meta.depth_keys} are not supported by this dexloop version"
-            )
+        _check_depth_features(meta)
         obj = cls._recording(meta, None, tolerance_s, None)
         obj.revision = meta.revision
         obj._reader_loaded = True
         obj.image_transforms = image_transforms
         obj.return_uint8 = return_uint8
         obj.decode_threads = decode_threads
+        obj._depth_output_unit = depth_output_unit
         obj.delta_timestamps = {k: list(v) for k, v in delta_timestamps.items()} if delta_timestamps else None
         obj.episodes = obj._select_episodes(episodes, None)
         obj.delta_indices = obj._resolve_delta_indices()
@@ -604,6 +632,7 @@ class LeRobotDataset(torch.utils.data.Dataset):
                 "then access items."
             )
         self.meta = LeRobotDatasetMetadata(self.repo_id, self.root)
+        self.meta.rescale_depth_stats(self._depth_output_unit)
         self._load_frames()
         self._reader_loaded = True
 
@@ -702,9 +731,11 @@ class LeRobotDataset(torch.utils.data.Dataset):
             return []
         items = samples_of(self._gather(rows), len(rows))
         if self.image_transforms is not None:
+            depth_keys = set(self.meta.depth_keys)  # LeRobot leaves depth maps untransformed
             for item in items:
                 for key in self.meta.camera_keys:
-                    item[key] = self.image_transforms(item[key])
+                    if key not in depth_keys:
+                        item[key] = self.image_transforms(item[key])
         return items
 
     def _rows(self, indices: Sequence[int]) -> np.ndarray:
@@ -753,39 +784,75 @@ class LeRobotDataset(torch.utils.data.Dataset):
         if not self._videos:
             return {}
         count = len(rows)
-        frames, file_index, timestamps, target, slot = {}, [], [], [], []
-        for number, video in enumerate(self._videos):
+        # RGB cameras decode into uint8 (count, steps, 3, H, W); depth cameras their 12-bit codes
+        # into uint16 (count, steps, 1, H, W), in a second pass of the pool.
+        requests: dict[bool, tuple[dict, list, list, list, list]] = {
+            False: ({}, [], [], [], []),
+            True: ({}, [], [], [], []),
+        }
+        for video in self._videos:
+            is_depth = video.depth_encoder is not None
+            frames, file_index, timestamps, target, slot = requests[is_depth]
             # Query times are the parquet timestamps of the (clamped) rows, shifted by where the
             # episode starts in its file (LeRobot's rule; padded slots reuse the boundary frame).
             source = windows[video.key][0] if video.key in windows else rows[:, None]
             steps = source.shape[1]
             times = self._timestamps[source].astype(np.float64) + video.from_timestamp[ordinals][:, None]
-            output = torch.empty((count, steps, 3, video.height, video.width), dtype=torch.uint8)
-            frames[video.key] = output
+            if is_depth:
+                output = np.empty((count, steps, 1, video.height, video.width), dtype=np.uint16)
+            else:
+                output = torch.empty((count, steps, 3, video.height, video.width), dtype=torch.uint8)
             file_index.append(np.repeat(video.file_of_episode[ordinals], steps))
             timestamps.append(times.reshape(-1))
-            target.append(np.full(count * steps, number, dtype=np.int32))
+            target.append(np.full(count * steps, len(frames), dtype=np.int32))
             slot.append(np.arange(count * steps, dtype=np.int64))
-        file_index = np.concatenate(file_index).astype(np.int32)
-        for file in np.unique(file_index):
+            frames[video.key] = output
+        all_files = np.concatenate([np.concatenate(r[1]) for r in requests.values() if r[1]])
+        for file in np.unique(all_files):
             if self._video_files[file] not in self._checked_videos:
                 self._check_video_file(int(file))
                 self._checked_videos.add(self._video_files[file])
-        self._decoder_pool().decode(
-            self._video_files,
-            file_index,
-            np.concatenate(timestamps),
-            np.concatenate(target),
-            np.concatenate(slot),
-            list(frames.values()),
-            self.tolerance_s,
-        )
+        pool = self._decoder_pool()
+        for is_depth, (frames, file_index, timestamps, target, slot) in requests.items():
+            if not frames:
+                continue
+            decode = pool.decode_gray16 if is_depth else pool.decode
+            decode(
+                self._video_files,
+                np.concatenate(file_index).astype(np.int32),
+                np.concatenate(timestamps),
+                np.concatenate(target),
+                np.concatenate(slot),
+                list(frames.values()),
+                self.tolerance_s,
+            )
+        videos = {video.key: video for video in self._videos}
         result = {}
-        for key, output in frames.items():
+        for key in videos:  # the cameras' order
+            is_depth = videos[key].depth_encoder is not None
+            output = requests[is_depth][0][key]
+            if is_depth:
+                result[key] = self._dequantize(videos[key], output)
+                continue
             # LeRobot squeezes the window axis of a one-step window: (C, H, W), not (1, C, H, W).
             output = output.squeeze(1) if output.shape[1] == 1 else output
             result[key] = output if self.return_uint8 else output.to(torch.float32).div_(255)
         return result
+
+    def _dequantize(self, video: _VideoKey, codes: np.ndarray) -> torch.Tensor:
+        """A depth camera's codes (count, steps, 1, H, W) as LeRobot returns them: float32 depth in
+        depth_output_unit, (1, H, W) per item or (steps, 1, H, W) for a window. Dequantised item by
+        item, on the same (steps, 1, H, W) tensors LeRobot dequantises, so that torch's vectorised
+        float32 exp splits the work the same way and the values are LeRobot's to the bit."""
+        config = video.depth_encoder
+        quantiser = (config.depth_min, config.depth_max, config.shift, config.use_log)
+        tensor = torch.from_numpy(codes)  # uint16, as LeRobot's decoder hands them over
+        items = [
+            depth.dequantize_depth(tensor[i], *quantiser, output_unit=self._depth_output_unit)
+            for i in range(tensor.shape[0])
+        ]
+        stacked = torch.stack(items)
+        return stacked.squeeze(1) if stacked.shape[1] == 1 else stacked
 
     def _check_video_file(self, file: int) -> None:
         path = self._video_files[file]
@@ -804,7 +871,8 @@ class LeRobotDataset(torch.utils.data.Dataset):
                 )
 
     def _decode_images(self, key: str, source: np.ndarray) -> torch.Tensor:
-        """Image-dtype features (PNG bytes in parquet): float32 CHW in [0, 1], as LeRobot returns."""
+        """Image-dtype features (PNG bytes in parquet): float32 CHW in [0, 1], as LeRobot returns; depth
+        images (TIFF) as float32 (1, H, W) depth in depth_output_unit."""
         try:
             from io import BytesIO
 
@@ -813,6 +881,7 @@ class LeRobotDataset(torch.utils.data.Dataset):
             raise DatasetError(f"feature {key!r} stores images: install Pillow to read them") from error
         column = self._table.images[key]
         flat = source.reshape(-1)
+        depth_unit = self._image_depth_units.get(key, False)
         decoded = []
         for row in flat:
             cell = column[int(row)].as_py()
@@ -822,9 +891,18 @@ class LeRobotDataset(torch.utils.data.Dataset):
             if data is None:
                 raise DatasetError(f"{self.root}: image {key!r} of row {int(row)} has neither bytes nor path")
             with Image.open(BytesIO(data)) as image:
+                if depth_unit is not False:
+                    # A depth map (TIFF, mode I;16 or F): float32 (1, H, W) in its recorded unit, as
+                    # LeRobot's transform returns it.
+                    decoded.append(torch.from_numpy(np.array(image, dtype=np.float32))[None])
+                    continue
                 array = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
             decoded.append(torch.from_numpy(array).permute(2, 0, 1))
         stacked = torch.stack(decoded).reshape(*source.shape, *decoded[0].shape)
+        if depth_unit not in (False, None, self._depth_output_unit):
+            # LeRobot's conversion of a depth image to the output unit: a float32 product or
+            # quotient, not rounded (unlike depth videos, whose millimetres are whole).
+            stacked = stacked * depth.MM_PER_METRE if depth_unit == "m" else stacked / depth.MM_PER_METRE
         return stacked
 
     # -- pickling (DataLoader workers started with spawn) --------------------------------------
@@ -854,6 +932,17 @@ class LeRobotDataset(torch.utils.data.Dataset):
             f"{type(self).__name__}(repo_id={self.repo_id!r}, root='{self.root}', "
             f"episodes={self.num_episodes}, frames={self.num_frames}, features={list(self.features)})"
         )
+
+
+def _check_depth_features(meta: LeRobotDatasetMetadata) -> None:
+    """A depth feature's recorded unit, when info.json gives one, must be LeRobot's "m" or "mm"."""
+    for key in meta.depth_keys:
+        unit = (meta.features[key].get("info") or {}).get("depth_unit")
+        if unit is not None and unit not in DEPTH_UNITS:
+            raise DatasetError(
+                f"{meta.root / 'meta/info.json'}: features[{key!r}] info depth_unit is {unit!r}, expected "
+                f"one of {DEPTH_UNITS}"
+            )
 
 
 def _episode_list(episodes: Any, root: Path) -> list[int]:

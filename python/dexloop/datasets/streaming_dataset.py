@@ -110,7 +110,9 @@ class StreamingLeRobotDataset(torch.utils.data.IterableDataset):
             return_uint8=return_uint8,
             image_transforms=image_transforms,
             decode_threads=decode_threads,
+            depth_output_unit=depth_output_unit,
         )
+        self.meta.rescale_depth_stats(depth_output_unit)  # as LeRobot's streaming dataset does
         self.episodes = self._template.episodes
         self.delta_timestamps = self._template.delta_timestamps
         self.delta_indices = self._template.delta_indices

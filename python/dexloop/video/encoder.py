@@ -11,6 +11,10 @@ library means the same encoding. ``open_encoder`` starts a ``StreamingEncoder`` 
     encoder.add_frame(rgb)                             # uint8 (H, W, 3); waits if the queue is full
     episode = encoder.end_episode()                    # from_timestamp / to_timestamp of its frames
     encoder.close()                                    # a regular mp4, as LeRobot writes
+
+Depth cameras get ``DepthEncoderConfig`` (hevc, gray12le, x265 lossless, and the quantiser's
+depth_min / depth_max / shift / use_log): their encoder takes uint16 (H, W) frames of 12-bit codes
+(``dexloop.datasets.depth.quantize_depth``), stored as they are.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from dexloop.errors import VideoEncodeError
 __all__ = [
     "HW_VIDEO_CODECS",
     "LIBSVTAV1_DEFAULT_PRESET",
+    "DepthEncoderConfig",
     "EncodedEpisode",
     "EncoderQueueStats",
     "RGBEncoderConfig",
@@ -54,6 +59,16 @@ HW_VIDEO_CODECS = [
 VALID_VIDEO_CODECS = frozenset({"h264", "hevc", "libsvtav1", "libaom-av1", "auto", *HW_VIDEO_CODECS})
 VIDEO_CODECS_ALIASES = {"av1": "libsvtav1"}  # the stream's codec name, as info.json records it
 LIBSVTAV1_DEFAULT_PRESET = 12
+# The fields LeRobot records as ``video.<field>`` in a video feature's info and reads back.
+VIDEO_ENCODER_INFO_FIELD_NAMES = ("g", "crf", "preset", "fast_decode", "extra_options", "video_backend")
+DEPTH_ENCODER_INFO_FIELD_NAMES = ("depth_min", "depth_max", "shift", "use_log")
+
+# LeRobot's depth quantiser defaults (``lerobot.configs.video``): metres, 12-bit codes.
+DEFAULT_DEPTH_MIN = 0.01
+DEFAULT_DEPTH_MAX = 10.0
+DEFAULT_DEPTH_SHIFT = 3.5
+DEFAULT_DEPTH_USE_LOG = True
+DEFAULT_DEPTH_PIX_FMT = "gray12le"
 
 
 @dataclass
@@ -77,6 +92,26 @@ class VideoEncoderConfig:
             self.preset = LIBSVTAV1_DEFAULT_PRESET
         if self.g is not None and (not isinstance(self.g, int) or isinstance(self.g, bool) or self.g <= 0):
             raise ValueError(f"g (the keyframe interval) must be a positive integer, got {self.g!r}")
+
+    @classmethod
+    def _kwargs_from_video_info(cls, video_info: dict | None) -> dict[str, Any]:
+        video_info = video_info or {}
+        kwargs: dict[str, Any] = {}
+        for source, target in (("video.codec", "vcodec"), ("video.pix_fmt", "pix_fmt")):
+            if video_info.get(source) is not None:
+                kwargs[target] = video_info[source]
+        for name in VIDEO_ENCODER_INFO_FIELD_NAMES:
+            value = video_info.get(f"video.{name}")
+            if value is None or (name == "extra_options" and not value):
+                continue
+            kwargs[name] = value
+        return kwargs
+
+    @classmethod
+    def from_video_info(cls, video_info: dict | None) -> VideoEncoderConfig:
+        """LeRobot's ``from_video_info``: the config a feature's ``info`` block records (missing or
+        null values take the class defaults)."""
+        return cls(**cls._kwargs_from_video_info(video_info))
 
     def resolve_vcodec(self) -> None:
         """LeRobot's rule: aliases rewritten, the name checked, "auto" resolved to the first hardware
@@ -159,6 +194,46 @@ class RGBEncoderConfig(VideoEncoderConfig):
     _DEFAULT_CHANNELS: ClassVar[int] = 3
 
 
+@dataclass
+class DepthEncoderConfig(VideoEncoderConfig):
+    """LeRobot's ``DepthEncoderConfig``: a depth camera's encoding (HEVC Main 12, gray12le, x265
+    lossless, so the 12-bit codes come back exactly) and its quantiser's parameters, in metres."""
+
+    vcodec: str = "hevc"
+    pix_fmt: str = DEFAULT_DEPTH_PIX_FMT
+    extra_options: dict[str, Any] = field(default_factory=lambda: {"x265-params": "lossless=1"})
+    depth_min: float = DEFAULT_DEPTH_MIN
+    depth_max: float = DEFAULT_DEPTH_MAX
+    shift: float = DEFAULT_DEPTH_SHIFT
+    use_log: bool = DEFAULT_DEPTH_USE_LOG
+
+    _DEFAULT_CHANNELS: ClassVar[int] = 1
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.pix_fmt not in ("gray10le", "gray12le", "gray14le", "gray16le"):
+            raise ValueError(
+                f"pix_fmt {self.pix_fmt!r} does not hold single-channel depth codes: use gray12le "
+                "(LeRobot's default) or another one-plane little-endian gray format"
+            )
+        if self.use_log and self.depth_min + self.shift <= 0:
+            raise ValueError(
+                "depth_min + shift must be positive for logarithmic quantization, got "
+                f"depth_min={self.depth_min} + shift={self.shift} = {self.depth_min + self.shift}"
+            )
+        if not self.depth_max > self.depth_min:
+            raise ValueError(f"depth_max ({self.depth_max}) must be above depth_min ({self.depth_min})")
+
+    @classmethod
+    def _kwargs_from_video_info(cls, video_info: dict | None) -> dict[str, Any]:
+        kwargs = super()._kwargs_from_video_info(video_info)
+        for name in DEPTH_ENCODER_INFO_FIELD_NAMES:
+            value = (video_info or {}).get(f"video.{name}")
+            if value is not None:
+                kwargs[name] = value
+        return kwargs
+
+
 def open_encoder(
     path: str,
     config: VideoEncoderConfig,
@@ -170,10 +245,16 @@ def open_encoder(
     queue_frames: int = 30,
 ) -> StreamingEncoder:
     """A StreamingEncoder creating `path` with `config`'s settings (VideoEncodeError if the codec
-    rejects them). ``g`` becomes the keyframe interval, the other options go to the codec as
+    rejects them); a DepthEncoderConfig's takes uint16 (H, W) frames of depth codes. ``g`` becomes the keyframe interval, the other options go to the codec as
     given; ``threads`` sets the codec's own thread count where LeRobot passes it as an option."""
     options = config.get_codec_options(encoder_threads, as_strings=True)
     gop = int(options.pop("g", 0) or 0) or 12  # FFmpeg's own default where g is None
+    if video_encoder_name(config.vcodec) == "libx265":
+        # x265 prints its settings to stderr for every episode's codec instance; only errors are
+        # worth that (the log level changes nothing in the stream).
+        params = options.get("x265-params", "")
+        if "log-level" not in params:
+            options["x265-params"] = f"{params}:log-level=error" if params else "log-level=error"
     threads = int(options.pop("threads", 0) or 0)
     try:
         return StreamingEncoder(
@@ -187,6 +268,7 @@ def open_encoder(
             options=list(options.items()),
             threads=threads,
             queue_frames=queue_frames,
+            input_format="gray16" if isinstance(config, DepthEncoderConfig) else "rgb24",
         )
     except TypeError as error:
         raise VideoEncodeError(f"{path}: {error}") from error

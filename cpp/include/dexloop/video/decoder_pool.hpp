@@ -18,7 +18,7 @@ namespace dexloop::video {
 struct FrameRequest {
   int32_t file = 0;           // index into the `files` passed to DecoderPool::decode
   double timestamp_s = 0.0;   // presentation time to decode, in seconds from the file's start
-  uint8_t* output = nullptr;  // destination of 3*height*width bytes, or null to decode only
+  uint8_t* output = nullptr;  // destination of frame_bytes() in the layout, or null: decode only
   int32_t height = 0;         // frame size the destination holds; the file's frames must match
   int32_t width = 0;
 };

@@ -30,10 +30,11 @@ class StreamingEncoder {
   StreamingEncoder(const StreamingEncoder&) = delete;
   StreamingEncoder& operator=(const StreamingEncoder&) = delete;
 
-  // Copies one packed RGB frame (height * width * 3 bytes, rows `row_stride` apart; 0: packed) into
-  // the queue, waiting while the queue is full. Throws the VideoEncodeError that stopped the
-  // encoding thread, if one did: every frame after it would be lost.
-  void add_frame(const uint8_t* rgb, int64_t row_stride = 0);
+  // Copies one frame (height rows of width pixels in the settings' input format, rows `row_stride`
+  // bytes apart; 0: packed) into the queue, waiting while the queue is full. Throws the
+  // VideoEncodeError that stopped the encoding thread, if one did: every frame after it would be
+  // lost.
+  void add_frame(const uint8_t* pixels, int64_t row_stride = 0);
 
   // Waits until every queued frame is encoded, then ends the episode (VideoEncoder::end_episode).
   EncodedEpisode end_episode();
@@ -46,6 +47,7 @@ class StreamingEncoder {
   const std::string& path() const;
   int width() const;
   int height() const;
+  InputFormat input() const;
 
  private:
   struct Impl;

@@ -10,10 +10,13 @@
 
 namespace dexloop::video {
 
-// Memory order of one decoded RGB frame.
+// What one decoded frame is written as, and in which memory order.
 enum class FrameLayout {
-  kCHW,  // three planes R, G, B of height*width bytes each (torch's image layout)
-  kHWC,  // height*width pixels of 3 bytes R, G, B (numpy / PIL layout)
+  kCHW,  // RGB: three planes R, G, B of height*width bytes each (torch's image layout)
+  kHWC,  // RGB: height*width pixels of 3 bytes R, G, B (numpy / PIL layout)
+  // One plane of height*width uint16 samples, native byte order: the frame as gray12le (what PyAV's
+  // to_ndarray(format="gray12le") gives LeRobot for a depth video: its 12-bit codes, exactly).
+  kGray16,
 };
 
 // What the container and codec say about the video stream.
@@ -34,6 +37,12 @@ struct StreamInfo {
 // Size in bytes of one RGB frame of `info`.
 inline int64_t rgb_frame_bytes(const StreamInfo& info) {
   return int64_t{3} * info.width * info.height;
+}
+
+// Size in bytes of one frame of `info` written in `layout`.
+inline int64_t frame_bytes(const StreamInfo& info, FrameLayout layout) {
+  return layout == FrameLayout::kGray16 ? int64_t{2} * info.width * info.height
+                                        : rgb_frame_bytes(info);
 }
 
 // Request headers ("Name: value\r\n" lines, e.g. "Authorization: Bearer hf_...\r\n") sent when a
@@ -57,7 +66,7 @@ class VideoDecoder {
   const StreamInfo& info() const;
 
   // For each timestamp (seconds, any order), decodes the frame whose presentation time is nearest
-  // and writes it as RGB into `outputs[i]` (rgb_frame_bytes(info()) bytes in `layout`). A null
+  // and writes it into `outputs[i]` (frame_bytes(info(), layout) bytes in `layout`). A null
   // output decodes the frame without converting it. Seeks once to the keyframe at or before the
   // earliest query, decodes forward, and seeks again only where a keyframe lies between the decoded
   // position and the next query. Throws FrameTimestampError (naming the query and the nearest
@@ -66,7 +75,7 @@ class VideoDecoder {
   void decode_at(std::span<const double> timestamps, double tolerance_s,
                  std::span<uint8_t* const> outputs, FrameLayout layout);
 
-  // Convenience form: frame i goes to `output + i * rgb_frame_bytes(info())`.
+  // Convenience form: frame i goes to `output + i * frame_bytes(info(), layout)`.
   void decode_at(std::span<const double> timestamps, double tolerance_s, uint8_t* output,
                  FrameLayout layout);
 

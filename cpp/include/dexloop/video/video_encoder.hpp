@@ -19,6 +19,16 @@
 
 namespace dexloop::video {
 
+// What the frames given to add_frame hold.
+enum class InputFormat {
+  kRgb24,   // packed RGB, 3 bytes a pixel (HWC), converted to pix_fmt by swscale as PyAV does
+  kGray16,  // one uint16 sample a pixel (native byte order), written into a single-plane 16-bit
+            // pix_fmt (gray10le/gray12le/...) as they are: LeRobot's 12-bit depth codes in gray12le
+};
+
+// Bytes of one input pixel: 3 for kRgb24, 2 for kGray16.
+inline int input_pixel_bytes(InputFormat input) { return input == InputFormat::kGray16 ? 2 : 3; }
+
 struct EncoderSettings {
   // An FFmpeg encoder (libsvtav1, libx264, libx265, ...) or codec name (h264, hevc: the build's
   // preferred encoder of it, as PyAV resolves LeRobot's names).
@@ -32,6 +42,7 @@ struct EncoderSettings {
   // encoder does not know is an error, not silently ignored.
   std::vector<std::pair<std::string, std::string>> options;
   int threads = 0;  // the codec's thread count; 0 leaves the encoder's default
+  InputFormat input = InputFormat::kRgb24;
 };
 
 // Where an episode's frames lie in the file.
@@ -54,9 +65,10 @@ class VideoEncoder {
   VideoEncoder(const VideoEncoder&) = delete;
   VideoEncoder& operator=(const VideoEncoder&) = delete;
 
-  // Encodes one frame of the current episode: height * width * 3 bytes of packed RGB (HWC), rows
-  // `row_stride` bytes apart (0: tightly packed). Its packets are held until the episode ends.
-  void add_frame(const uint8_t* rgb, int64_t row_stride = 0);
+  // Encodes one frame of the current episode: height rows of width pixels in settings.input
+  // (packed RGB, or uint16 samples, which must fit the pix_fmt's bit depth), rows `row_stride`
+  // bytes apart (0: tightly packed). Its packets are held until the episode ends.
+  void add_frame(const uint8_t* pixels, int64_t row_stride = 0);
 
   // Ends the current episode: drains the codec, writes its fragment and flushes it to disk (fsync).
   // Returns where its frames lie. An episode with no frames is an error.
