@@ -290,6 +290,32 @@ def test_episodes_of_any_length_share_one_depth_video(tmp_path) -> None:
             row += 1
 
 
+def test_dataset_tools_keep_depth_videos_exact(tmp_path) -> None:
+    """delete-episodes, split and merge on a recording whose depth videos hold several episodes
+    (x265 with B-frames): every depth map of the kept frames reads back exactly as before."""
+    from dexloop.datasets.tools import delete_episodes, merge_datasets, split_dataset
+
+    record_with_dexloop(tmp_path / "source")
+    source = LeRobotDataset(REPO_ID, root=tmp_path / "source")
+    assert len({str(source.meta.get_video_file_path(e, recipe.DEPTH_MM)) for e in range(3)}) == 1
+    depth_keys = (recipe.DEPTH_MM, recipe.DEPTH_M)
+
+    def assert_same_depth(edited: LeRobotDataset, rows: list[int]) -> None:
+        assert len(edited) == len(rows)
+        for position, row in enumerate(rows):
+            for key in depth_keys:
+                torch.testing.assert_close(edited[position][key], source[row][key], rtol=0, atol=0)
+
+    lengths = list(recipe.LENGTHS)
+    first = [sum(lengths[:e]) for e in range(len(lengths))]
+    rows_of = {e: list(range(first[e], first[e] + lengths[e])) for e in range(len(lengths))}
+    deleted = delete_episodes(source, [1], output_dir=tmp_path / "deleted")
+    assert_same_depth(deleted, rows_of[0] + rows_of[2])
+    parts = split_dataset(source, {"a": [0, 2], "b": [1]}, output_dir=tmp_path / "split")
+    merged = merge_datasets([parts["b"], parts["a"]], "user/merged", output_dir=tmp_path / "merged")
+    assert_same_depth(merged, rows_of[1] + rows_of[0] + rows_of[2])
+
+
 def test_a_custom_quantiser_is_recorded_used_on_read_and_kept_on_resume(tmp_path) -> None:
     root = tmp_path / "custom"
     config = DepthEncoderConfig(depth_min=0.05, depth_max=8.0, shift=2.5, use_log=True)
