@@ -19,14 +19,31 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 sys.path.insert(0, str(TESTS))
 
 
-@pytest.fixture
-def public_0_copy(tmp_path: Path) -> Path:
-    """A writable copy of the LeRobot-recorded fixture dataset, for tests that damage it."""
-    target = tmp_path / "public_0"
-    shutil.copytree(LEROBOT_DATA / "public_0", target)
+def writable_copy(source: Path, parent: Path) -> Path:
+    """A copy of dataset folder `source` in `parent` (same name) that tests may change: the shipped
+    test data may be read-only."""
+    target = parent / source.name
+    shutil.copytree(source, target)
     for path in target.rglob("*"):
         path.chmod(0o755 if path.is_dir() else 0o644)
     return target
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    """Every file under `root` (relative path) with its SHA-256: what "left untouched" compares."""
+    import hashlib
+
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.fixture
+def public_0_copy(tmp_path: Path) -> Path:
+    """A writable copy of the LeRobot-recorded fixture dataset, for tests that damage it."""
+    return writable_copy(LEROBOT_DATA / "public_0", tmp_path)
 
 
 def assert_same_values(actual: dict, expected: dict) -> None:

@@ -10,7 +10,6 @@ typed error that leaves the original untouched.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -19,13 +18,14 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
+from test_lerobot_parity import Expected, assert_item_equal
 
 from dexloop.datasets import LeRobotDataset
 from dexloop.datasets.tools import convert_dataset_v21_to_v30
 from dexloop.errors import DatasetError, DatasetExistsError, DatasetVersionError
 from dexloop.video import VideoDecoder
 
-from conftest import DATA, LEROBOT_DATA, LEROBOT_V21_DATA
+from conftest import DATA, LEROBOT_DATA, LEROBOT_V21_DATA, tree_digest, writable_copy
 
 CONVERTED = DATA / "lerobot_convert"
 REFERENCE = CONVERTED / "v21_0"
@@ -40,22 +40,6 @@ PARQUET_FILES = [
 SMALL_FILES = {"data_file_size_in_mb": 7000 / 1024**2, "video_file_size_in_mb": 12000 / 1024**2}
 
 
-def copy_of(source: Path, parent: Path) -> Path:
-    target = parent / source.name
-    shutil.copytree(source, target)
-    for path in target.rglob("*"):
-        path.chmod(0o755 if path.is_dir() else 0o644)
-    return target
-
-
-def tree_digest(root: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*"))
-        if p.is_file()
-    }
-
-
 def file_list(root: Path) -> list[str]:
     return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
 
@@ -63,7 +47,7 @@ def file_list(root: Path) -> list[str]:
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory) -> Path:
     """v21_0 converted in place by dexloop."""
-    root = copy_of(SOURCE, tmp_path_factory.mktemp("convert"))
+    root = writable_copy(SOURCE, tmp_path_factory.mktemp("convert"))
     assert convert_dataset_v21_to_v30(root) == root
     return root
 
@@ -136,29 +120,19 @@ EXPECTED_CASES = sorted(path.name.removesuffix(".json") for path in (CONVERTED /
 
 
 def assert_items_equal_lerobots(root: Path, case: str) -> None:
-    spec = json.loads((CONVERTED / "expected" / f"{case}.json").read_text())
-    arrays = np.load(CONVERTED / "expected" / f"{case}.npz")
+    """The items of the converted dataset at `root` equal those LeRobot returned for `case`. Video
+    frames too are exact: the packets were copied, and dexloop decodes as torchcodec."""
+    expected = Expected(CONVERTED, case)
     dataset = LeRobotDataset(
         "dexloop/v21_0",
         root=root,
-        delta_timestamps=spec["delta_timestamps"],
-        episodes=spec["episodes"],
+        delta_timestamps=expected.delta_timestamps,
+        episodes=expected.episodes,
         return_uint8=True,
     )
-    assert len(dataset) == spec["len"]
-    for index, described in spec["items"].items():
-        item = dataset[int(index)]
-        assert list(item) == list(described), f"item {index}: keys or their order differ"
-        for key, value in described.items():
-            if "value" in value:
-                assert item[key] == value["value"], f"item {index} {key}"
-                continue
-            want = arrays[f"{index}/{key}"]
-            assert isinstance(item[key], torch.Tensor) and str(item[key].dtype).removeprefix("torch.") == str(
-                want.dtype
-            )
-            # Video frames too are exact: the packets were copied, and dexloop decodes as torchcodec.
-            np.testing.assert_array_equal(item[key].numpy(), want, err_msg=f"item {index} {key}")
+    assert len(dataset) == expected.spec["len"]
+    for index in expected.items:
+        assert_item_equal(dataset[int(index)], expected, index)
 
 
 def test_the_references_are_there() -> None:
@@ -171,7 +145,7 @@ def test_items_equal_lerobots(converted, case) -> None:
 
 
 def test_small_file_limits_pack_episodes_as_lerobot(tmp_path) -> None:
-    source = copy_of(SOURCE, tmp_path / "source")
+    source = writable_copy(SOURCE, tmp_path / "source")
     before = tree_digest(source)
     out = convert_dataset_v21_to_v30(source, output_dir=tmp_path / "out" / "v21_0", **SMALL_FILES)
     assert tree_digest(source) == before and not (tmp_path / "source" / "v21_0_old").exists()
@@ -188,7 +162,7 @@ def test_small_file_limits_pack_episodes_as_lerobot(tmp_path) -> None:
 
 @pytest.fixture
 def v21(tmp_path) -> Path:
-    return copy_of(SOURCE, tmp_path)
+    return writable_copy(SOURCE, tmp_path)
 
 
 def assert_untouched(root: Path, before: dict[str, str]) -> None:
@@ -203,7 +177,7 @@ def test_a_folder_without_a_dataset_is_refused(tmp_path) -> None:
 
 
 def test_a_v30_dataset_is_refused(tmp_path) -> None:
-    root = copy_of(LEROBOT_DATA / "public_0", tmp_path)
+    root = writable_copy(LEROBOT_DATA / "public_0", tmp_path)
     before = tree_digest(root)
     with pytest.raises(DatasetVersionError, match="already v3.0"):
         convert_dataset_v21_to_v30(root)

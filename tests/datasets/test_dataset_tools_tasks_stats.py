@@ -8,9 +8,7 @@ datasets are the reference for recomputed stats. An edit that fails must leave t
 
 from __future__ import annotations
 
-import hashlib
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -24,26 +22,10 @@ from dexloop.datasets.tools import modify_tasks, recompute_stats
 from dexloop.datasets.tools import tasks as tasks_module
 from dexloop.errors import DatasetArgumentError, DatasetError
 
-from conftest import DATA, LEROBOT_DATA, LEROBOT_V21_DATA
+from conftest import DATA, LEROBOT_DATA, LEROBOT_V21_DATA, tree_digest, writable_copy
 
 REFERENCES = DATA / "lerobot_tasks_stats"
 DATASETS = sorted(p.name for p in LEROBOT_DATA.iterdir() if (p / "meta/info.json").is_file())
-
-
-def copy_of(name: str, parent: Path, source: Path = LEROBOT_DATA) -> Path:
-    target = parent / name
-    shutil.copytree(source / name, target)
-    for path in target.rglob("*"):
-        path.chmod(0o755 if path.is_dir() else 0o644)
-    return target
-
-
-def tree_digest(root: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*"))
-        if p.is_file()
-    }
 
 
 def read_all(root: Path, pattern: str, columns=None) -> pa.Table:
@@ -72,7 +54,7 @@ def test_the_references_are_there() -> None:
 @pytest.mark.parametrize("case", TASK_CASES)
 def test_modify_tasks_gives_lerobots_tasks(tmp_path, case) -> None:
     expected = reference(case)
-    root = copy_of(expected["dataset"], tmp_path)
+    root = writable_copy(LEROBOT_DATA / expected["dataset"], tmp_path)
     before = tree_digest(root)
     arguments = dict(expected["arguments"])
     if "episode_tasks" in arguments:
@@ -136,7 +118,7 @@ def pd_tasks(root: Path) -> list[tuple[str, int]]:
     ],
 )
 def test_modify_tasks_refuses_bad_arguments(tmp_path, arguments, message) -> None:
-    root = copy_of("public_0", tmp_path)
+    root = writable_copy(LEROBOT_DATA / "public_0", tmp_path)
     before = tree_digest(root)
     with pytest.raises(DatasetArgumentError, match=message):
         modify_tasks(root, **arguments)
@@ -144,7 +126,7 @@ def test_modify_tasks_refuses_bad_arguments(tmp_path, arguments, message) -> Non
 
 
 def test_modify_tasks_interrupted_leaves_the_dataset_as_it_was(tmp_path, monkeypatch) -> None:
-    root = copy_of("two_cams_fps10", tmp_path)
+    root = writable_copy(LEROBOT_DATA / "two_cams_fps10", tmp_path)
     before = tree_digest(root)
 
     def fail(*_args, **_kwargs):
@@ -158,7 +140,7 @@ def test_modify_tasks_interrupted_leaves_the_dataset_as_it_was(tmp_path, monkeyp
 
 
 def test_modify_tasks_refuses_a_v21_dataset(tmp_path) -> None:
-    root = copy_of("v21_0", tmp_path, LEROBOT_V21_DATA)
+    root = writable_copy(LEROBOT_V21_DATA / "v21_0", tmp_path)
     before = tree_digest(root)
     with pytest.raises(DatasetError, match="v2.1"):
         modify_tasks(root, new_task="x")
@@ -210,7 +192,7 @@ def episode_stats(root: Path) -> dict[str, list]:
 
 @pytest.mark.parametrize("name", DATASETS)
 def test_recompute_stats_restores_the_recorders_stats(tmp_path, name) -> None:
-    root = copy_of(name, tmp_path)
+    root = writable_copy(LEROBOT_DATA / name, tmp_path)
     damage_stats(root, keep=visual(root))
     assert json.loads((root / "meta/stats.json").read_text()) != json.loads(
         (LEROBOT_DATA / name / "meta/stats.json").read_text()
@@ -236,7 +218,7 @@ def test_recompute_stats_restores_the_recorders_stats(tmp_path, name) -> None:
 
 
 def test_image_stats_are_recomputed_exactly(tmp_path) -> None:
-    root = copy_of("images_fps10", tmp_path)
+    root = writable_copy(LEROBOT_DATA / "images_fps10", tmp_path)
     damage_stats(root, keep=set())
     recompute_stats(root, skip_image_video=False)
     original = LEROBOT_DATA / "images_fps10"
@@ -249,7 +231,7 @@ def test_image_stats_are_recomputed_exactly(tmp_path) -> None:
 
 @pytest.mark.parametrize("name", ["public_0", "two_cams_fps10"])
 def test_video_stats_are_recomputed_from_the_sampled_decoded_frames(tmp_path, name) -> None:
-    root = copy_of(name, tmp_path)
+    root = writable_copy(LEROBOT_DATA / name, tmp_path)
     damage_stats(root, keep=set())
     recompute_stats(root, skip_image_video=False)
     original = LEROBOT_DATA / name
@@ -280,7 +262,7 @@ def test_video_stats_are_recomputed_from_the_sampled_decoded_frames(tmp_path, na
 @pytest.mark.parametrize("case", RELATIVE_CASES)
 def test_relative_action_stats_equal_lerobots(tmp_path, case) -> None:
     expected = reference(case)
-    root = copy_of(expected["dataset"], tmp_path)
+    root = writable_copy(LEROBOT_DATA / expected["dataset"], tmp_path)
     recompute_stats(root, **expected["arguments"])
     ours = json.loads((root / "meta/stats.json").read_text())
     assert_stats_close(ours, expected["stats"], 1e-9)
@@ -291,7 +273,7 @@ def test_relative_action_stats_equal_lerobots(tmp_path, case) -> None:
 
 
 def test_recompute_stats_refuses_bad_input_and_changes_nothing(tmp_path) -> None:
-    root = copy_of("public_0", tmp_path)
+    root = writable_copy(LEROBOT_DATA / "public_0", tmp_path)
     mp4 = sorted(root.glob("videos/*/*/*.mp4"))[0]
     mp4.write_bytes(mp4.read_bytes()[: mp4.stat().st_size // 3])
     before = tree_digest(root)
@@ -315,7 +297,7 @@ def test_recompute_stats_refuses_bad_input_and_changes_nothing(tmp_path) -> None
 
 
 def test_command_line(tmp_path, capsys) -> None:
-    root = copy_of("public_0", tmp_path)
+    root = writable_copy(LEROBOT_DATA / "public_0", tmp_path)
     assert (
         dataset_cli(
             ["modify-tasks", str(root), "--episode-tasks", "0=first one", "2=third", "--new-task", "rest"]
@@ -336,7 +318,7 @@ def test_command_line(tmp_path, capsys) -> None:
         },
         1e-6,
     )
-    v21 = copy_of("v21_0", tmp_path / "v21", LEROBOT_V21_DATA)
+    v21 = writable_copy(LEROBOT_V21_DATA / "v21_0", tmp_path / "v21")
     assert dataset_cli(["convert", str(v21), "--new-root", str(tmp_path / "out")]) == 0
     assert json.loads((tmp_path / "out/meta/info.json").read_text())["codebase_version"] == "v3.0"
     assert dataset_cli(["convert", str(v21), "--new-root", str(tmp_path / "out")]) == 1

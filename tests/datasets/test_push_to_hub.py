@@ -3,7 +3,6 @@ card and the v3.0 tag LeRobot pushes, and the pushed dataset read back (download
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +11,7 @@ import pytest
 from dexloop.datasets import LeRobotDataset, StreamingLeRobotDataset
 from dexloop.errors import DatasetUnfinishedError, DatasetUploadError
 
-from conftest import LEROBOT_DATA, assert_same_values
+from conftest import LEROBOT_DATA, assert_same_values, writable_copy
 from hub_server import LocalHub
 
 
@@ -25,14 +24,8 @@ def hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
         yield server
 
 
-def _local_copy(tmp_path: Path, name: str) -> Path:
-    target = tmp_path / name
-    shutil.copytree(LEROBOT_DATA / name, target)
-    return target
-
-
 def test_push_then_read_back(hub: LocalHub, tmp_path: Path) -> None:
-    root = _local_copy(tmp_path, "fps50_multifile")
+    root = writable_copy(LEROBOT_DATA / "fps50_multifile", tmp_path)
     local = LeRobotDataset("user/pushed", root=root, return_uint8=True)
     local.push_to_hub(tags=["so101"], dataset_description="Cubes, moved.")
 
@@ -101,7 +94,7 @@ def test_push_a_new_recording_without_videos(hub: LocalHub, tmp_path: Path) -> N
 def test_push_failures_are_typed_and_leave_the_dataset_alone(
     hub: LocalHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    root = _local_copy(tmp_path, "h264_fps30")
+    root = writable_copy(LEROBOT_DATA / "h264_fps30", tmp_path)
     before = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
     dataset = LeRobotDataset("user/refused", root=root)
     hub.failures["/commit/"] = 500

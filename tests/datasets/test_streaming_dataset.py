@@ -6,7 +6,6 @@ arguments (episodes, delta_timestamps, shuffle buffer, seed) are honoured; failu
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,7 @@ from dexloop.errors import (
     VideoDecodeError,
 )
 
-from conftest import LEROBOT_DATA, assert_same_values
+from conftest import LEROBOT_DATA, assert_same_values, writable_copy
 from hub_server import LocalHub
 
 
@@ -195,10 +194,8 @@ def test_failures_are_typed_errors(hub: LocalHub, monkeypatch: pytest.MonkeyPatc
 def test_damaged_remote_parquet_names_the_file(hub: LocalHub, tmp_path: Path) -> None:
     from dexloop.errors import DatasetError
 
-    damaged = tmp_path / "damaged"
-    shutil.copytree(LEROBOT_DATA / "public_0", damaged)
+    damaged = writable_copy(LEROBOT_DATA / "public_0", tmp_path)
     data = next(damaged.glob("data/*/*.parquet"))
-    data.chmod(0o644)
     data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])
     hub.add_dataset("user/damaged", damaged)
     stream = StreamingLeRobotDataset("user/damaged")

@@ -46,6 +46,3 @@ class HubFiles:
     def relative(self, location: Path | str) -> str:
         text = str(location)
         return text[len(self._base) + 1 :] if text.startswith(self._base + "/") else text
-
-    def exists(self, relative: Path) -> bool:
-        return bool(self.filesystem.exists(self.data(relative)))

@@ -58,6 +58,23 @@ def as_index(value: Any, what: str) -> int:
     raise DatasetIndexTypeError(f"{what} must be an integer, got {value!r} of type {type(value).__name__}")
 
 
+def check_reading_arguments(
+    image_transforms: Callable | None, tolerance_s: Any, decode_threads: int | None, depth_output_unit: str
+) -> None:
+    """The reading arguments LeRobotDataset and StreamingLeRobotDataset share, checked as LeRobot
+    checks them (and decode_threads, dexloop's)."""
+    if image_transforms is not None and not callable(image_transforms):
+        raise TypeError("image_transforms must be callable or None")
+    if depth_output_unit not in DEPTH_UNITS:
+        raise DatasetArgumentError(
+            f"depth_output_unit must be one of {DEPTH_UNITS}, got {depth_output_unit!r}"
+        )
+    if not (isinstance(tolerance_s, (int, float)) and tolerance_s >= 0):
+        raise ValueError(f"tolerance_s must be a non-negative number, got {tolerance_s!r}")
+    if decode_threads is not None and decode_threads < 1:
+        raise ValueError(f"decode_threads must be >= 1, got {decode_threads}")
+
+
 def default_decode_threads() -> int:
     """One decoding thread per usable core, shared out among DataLoader workers when inside one."""
     try:
@@ -151,21 +168,12 @@ class LeRobotDataset(torch.utils.data.Dataset):
         decode_threads: int | None = None,
     ):
         super().__init__()
-        if image_transforms is not None and not callable(image_transforms):
-            raise TypeError("image_transforms must be callable or None")
-        if depth_output_unit not in DEPTH_UNITS:
-            raise DatasetArgumentError(
-                f"depth_output_unit must be one of {DEPTH_UNITS}, got {depth_output_unit!r}"
-            )
+        check_reading_arguments(image_transforms, tolerance_s, decode_threads, depth_output_unit)
         if streaming_encoding or batch_encoding_size != 1:
             raise DatasetArgumentError(
                 "streaming_encoding / batch_encoding_size are recording options: dexloop's "
                 "LeRobotDataset(...) only reads (LeRobot deprecates them here too)"
             )
-        if not (isinstance(tolerance_s, (int, float)) and tolerance_s >= 0):
-            raise ValueError(f"tolerance_s must be a non-negative number, got {tolerance_s!r}")
-        if decode_threads is not None and decode_threads < 1:
-            raise ValueError(f"decode_threads must be >= 1, got {decode_threads}")
         self.repo_id = repo_id
         self.image_transforms = image_transforms
         self.delta_timestamps = (
@@ -260,17 +268,19 @@ class LeRobotDataset(torch.utils.data.Dataset):
             return list(range(len(self.meta.episodes)))
         return sorted(set(self.episodes))
 
+    def _episode_files(self) -> tuple[set[str], set[str]]:
+        """The data files and the video files (paths inside the dataset) of the loaded episodes."""
+        episodes = self._loaded_episodes
+        data = {str(self.meta.get_data_file_path(e)) for e in episodes}
+        videos = {str(self.meta.get_video_file_path(e, k)) for e in episodes for k in self.meta.video_keys}
+        return data, videos
+
     def _ensure_files_present(self, force_cache_sync: bool = False) -> None:
         """Downloads the data (and video) files of the selected episodes when some are not on disk,
         or all of them again with ``force_cache_sync`` (LeRobot's rule: with ``episodes`` those
         episodes' files, else the whole repository but ``videos/`` unless ``download_videos``).
         Without ``root`` the files go to the revision-safe snapshot cache, as ``meta/`` did."""
-        needed = {str(self.meta.get_data_file_path(e)) for e in self._loaded_episodes}
-        videos = {
-            str(self.meta.get_video_file_path(e, key))
-            for e in self._loaded_episodes
-            for key in self.meta.video_keys
-        }
+        needed, videos = self._episode_files()
         wanted = needed | videos if self.download_videos else needed
         missing = sorted(path for path in wanted if not (self.root / path).is_file())
         if not missing and not force_cache_sync:
@@ -576,10 +586,7 @@ class LeRobotDataset(torch.utils.data.Dataset):
         """A reader of `meta`'s dataset with its arguments checked as __init__ checks them, but no
         frames loaded: StreamingLeRobotDataset copies it for each episode it streams, sets the
         episode and where its files are, and calls _load_frames()."""
-        if not (isinstance(tolerance_s, (int, float)) and tolerance_s >= 0):
-            raise ValueError(f"tolerance_s must be a non-negative number, got {tolerance_s!r}")
-        if decode_threads is not None and decode_threads < 1:
-            raise ValueError(f"decode_threads must be >= 1, got {decode_threads}")
+        check_reading_arguments(image_transforms, tolerance_s, decode_threads, depth_output_unit)
         _check_depth_features(meta)
         obj = cls._recording(meta, None, tolerance_s, None)
         obj.revision = meta.revision

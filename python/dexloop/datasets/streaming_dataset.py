@@ -31,7 +31,12 @@ from dexloop import _core, hub
 from dexloop.errors import DatasetArgumentError, DatasetError, DatasetNotFoundError
 
 from .dataset_files import HubFiles, LocalFiles
-from .lerobot_dataset import DEFAULT_DEPTH_UNIT, DEPTH_UNITS, LeRobotDataset, default_decode_threads
+from .lerobot_dataset import (
+    DEFAULT_DEPTH_UNIT,
+    LeRobotDataset,
+    check_reading_arguments,
+    default_decode_threads,
+)
 from .metadata import LeRobotDatasetMetadata
 
 
@@ -68,15 +73,10 @@ class StreamingLeRobotDataset(torch.utils.data.IterableDataset):
         decode_threads: int | None = None,
     ):
         super().__init__()
-        if image_transforms is not None and not callable(image_transforms):
-            raise TypeError("image_transforms must be callable or None")
+        check_reading_arguments(image_transforms, tolerance_s, decode_threads, depth_output_unit)
         for name, value in (("buffer_size", buffer_size), ("max_num_shards", max_num_shards)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise DatasetArgumentError(f"{name} must be a positive integer, got {value!r}")
-        if depth_output_unit not in DEPTH_UNITS:
-            raise DatasetArgumentError(
-                f"depth_output_unit must be one of {DEPTH_UNITS}, got {depth_output_unit!r}"
-            )
         self.repo_id = repo_id
         self.repo_type = repo_type
         self.image_transforms = image_transforms
@@ -87,7 +87,6 @@ class StreamingLeRobotDataset(torch.utils.data.IterableDataset):
         self.seed = seed
         self.rng = rng if rng is not None else np.random.default_rng(seed)
         self.shuffle = shuffle
-        self._return_uint8 = return_uint8
         self._depth_output_unit = depth_output_unit
         self._decode_threads = decode_threads
 
@@ -122,18 +121,15 @@ class StreamingLeRobotDataset(torch.utils.data.IterableDataset):
         self._pool: Any = None
         self._pool_pid = -1
         self._checked_videos: set[str] = set()
-        self._passes = 0
 
     # -- where the files are ---------------------------------------------------------------------
 
     def _selected(self) -> list[int]:
-        return list(range(self.meta.total_episodes)) if self.episodes is None else sorted(set(self.episodes))
+        return self._template._loaded_episodes
 
     def _needed_files(self) -> list[Path]:
-        episodes = self._selected()
-        data = {self.meta.get_data_file_path(e) for e in episodes}
-        videos = {self.meta.get_video_file_path(e, key) for e in episodes for key in self.meta.video_keys}
-        return sorted(data | videos, key=str)
+        data, videos = self._template._episode_files()
+        return [Path(path) for path in sorted(data | videos)]
 
     def _locate_files(self, token: str | bool | None) -> LocalFiles | HubFiles:
         """Local when the folder holding meta/ has every file the selected episodes need; else the
