@@ -60,7 +60,9 @@ def main() -> None:
         motors = {
             name: Motor(i + 1, "sts3215", MotorNormMode.RANGE_M100_100) for i, name in enumerate(JOINTS)
         }
-        bus = FeetechMotorsBus(sim.port, motors)
+        # The recorder shares the CPU with one video encoder thread per camera: on a small machine a
+        # reply may wait tens of milliseconds for a core, more than the default 10 ms allowance.
+        bus = FeetechMotorsBus(sim.port, motors, latency_margin_ms=50.0)
         bus.connect()
         bus.write_calibration({name: MotorCalibration(m.id, 0, 0, 0, 4095) for name, m in motors.items()})
         bus.enable_torque()
@@ -74,8 +76,8 @@ def main() -> None:
                     phase = 2 * np.pi * frame / 60
                     goal = 40 * np.sin(phase + np.arange(6) + episode)
                     bus.sync_write("Goal_Position", dict(zip(JOINTS, goal.tolist(), strict=True)))
-                    # Retries as a recorder on a busy machine wants: a reply later than the bus's
-                    # deadline (the simulator's thread descheduled) is asked for again.
+                    # Retries as a recorder on a busy machine wants: a reply later than even that
+                    # (the simulator's thread descheduled) is asked for again.
                     present = bus.sync_read("Present_Position", num_retry=2)
                     state = np.array([present[j] for j in JOINTS], dtype=np.float32)
                     dataset.add_frame(
