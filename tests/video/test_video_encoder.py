@@ -201,12 +201,19 @@ def test_frames_of_another_layout_are_copied_or_refused(tmp_path: Path) -> None:
     assert_episodes_read_back(tmp_path / "a.mp4", [episode], [1])
 
 
-def test_bad_settings_and_calls_are_typed_errors(tmp_path: Path) -> None:
+@pytest.mark.parametrize("codec", sorted(CONFIGS))
+def test_an_existing_file_is_refused_and_kept(tmp_path: Path, codec: str) -> None:
+    # The codec instance that makes the stream header is already open when the file is refused;
+    # SVT-AV1 would never return from freeing it unless it is retired properly on that error.
     existing = tmp_path / "exists.mp4"
     existing.write_bytes(b"recorded")
-    with pytest.raises(VideoEncodeError, match="exists.mp4: the file already exists"):
-        open_encoder(str(existing), CONFIGS["h264"], width=WIDTH, height=HEIGHT, fps=FPS)
+    for _ in range(2):
+        with pytest.raises(VideoEncodeError, match="exists.mp4: the file already exists"):
+            open_encoder(str(existing), CONFIGS[codec], width=WIDTH, height=HEIGHT, fps=FPS)
     assert existing.read_bytes() == b"recorded"
+
+
+def test_bad_settings_and_calls_are_typed_errors(tmp_path: Path) -> None:
     cases = [
         (
             RGBEncoderConfig(vcodec="h264", extra_options={"no-such-option": 1}),

@@ -192,8 +192,32 @@ struct VideoEncoder::Impl {
 
     // The first episode's codec instance is opened now: its stream header goes into the file's.
     open_encoder();
-    stream_header = extradata_of(encoder.get());
+    try {
+      set_up_muxer();
+    } catch (...) {
+      // SVT-AV1 never returns from freeing an instance that was sent no frame: the header
+      // instance gets its frame and end of stream before the error (the file exists, the muxer
+      // refuses the stream) leaves.
+      try {
+        retire_header_codec();
+      } catch (...) {
+        (void)encoder.release();  // leaked rather than hung: the codec refused even that frame
+      }
+      throw;
+    }
+    // Fragmented: an empty index first, then one fragment per episode, written when it ends.
+    ffmpeg::Dictionary muxer_options;
+    av_dict_set(&muxer_options.raw, "movflags",
+                "frag_custom+empty_moov+default_base_moof+negative_cts_offsets", 0);
+    int result = avformat_write_header(muxer.get(), &muxer_options.raw);
+    if (result < 0) fail("cannot write the mp4 header", result);
+    output->sync();
+  }
 
+  // The file (refused if it exists), the mp4 muxer and its one stream, described by the header
+  // codec instance.
+  void set_up_muxer() {
+    stream_header = extradata_of(encoder.get());
     AVFormatContext* raw = nullptr;
     int result = avformat_alloc_output_context2(&raw, nullptr, "mp4", path.c_str());
     if (result < 0 || raw == nullptr) fail("cannot set up the mp4 muxer", result);
@@ -208,13 +232,6 @@ struct VideoEncoder::Impl {
     stream->time_base = encoder->time_base;
     stream->avg_frame_rate = encoder->framerate;
     retire_header_codec();
-    // Fragmented: an empty index first, then one fragment per episode, written when it ends.
-    ffmpeg::Dictionary muxer_options;
-    av_dict_set(&muxer_options.raw, "movflags",
-                "frag_custom+empty_moov+default_base_moof+negative_cts_offsets", 0);
-    result = avformat_write_header(muxer.get(), &muxer_options.raw);
-    if (result < 0) fail("cannot write the mp4 header", result);
-    output->sync();
   }
 
   void open_encoder() {
