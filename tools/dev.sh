@@ -13,8 +13,9 @@ TORCHLESS_TESTS=(tests/bus tests/motors tests/sim tests/cli tests/video/test_vid
 export PIP_CONSTRAINT=$ROOT/.ci/constraints.txt
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
+# libosmesa6: MuJoCo's offscreen rendering on a CPU (MUJOCO_GL=osmesa) for the simulated arm's cameras.
 SYSTEM_PACKAGES=(libavformat-dev libavcodec-dev libavutil-dev libswscale-dev pkg-config libgtest-dev ffmpeg g++
-  clang-format)
+  clang-format libosmesa6)
 # Installed without their recommended packages: the headless browser that tests the dataset viewer's
 # pages needs none of chromium's desktop extras (notification daemon, printing, sandbox helper).
 SYSTEM_PACKAGES_NO_RECOMMENDS=(chromium)

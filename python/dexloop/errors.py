@@ -140,11 +140,73 @@ class CalibrationError(DexloopError, ValueError):
     The message names the file or motor involved."""
 
 
+class PolicyError(DexloopError):
+    """A policy, its checkpoint or its processors cannot be built, loaded or run as asked. The message
+    names the file and the key involved."""
+
+
+class PolicyConfigError(PolicyError, ValueError):
+    """A policy's config.json is missing or unusable: no ``type``, a type no policy is registered under,
+    a field the config class lacks, a value its validation refuses. A ValueError, as LeRobot raises."""
+
+
+class PolicyNotFoundError(PolicyError, FileNotFoundError):
+    """A policy checkpoint file (config.json, model.safetensors, a processor file) is neither in the
+    given folder nor downloadable from the Hub. A FileNotFoundError, as LeRobot raises."""
+
+
+class CheckpointError(PolicyError, KeyError):
+    """A policy's weights do not fit the model: a missing, unexpected or mismatched-shape key in
+    model.safetensors, or no weights file. Nothing is loaded partially."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class ProcessorError(PolicyError, ValueError):
+    """A processor pipeline's files or statistics are missing or unusable: no policy_preprocessor.json,
+    an unknown step, a missing state file, a feature normalised without the statistics it needs."""
+
+
+class PolicyFeatureError(PolicyError, ValueError):
+    """The features handed to a policy do not match its config: a key the policy needs is absent from
+    the dataset or the batch, or has another shape."""
+
+
+class TrainingError(DexloopError):
+    """Training cannot start or go on: an unusable training configuration, or a training checkpoint
+    whose files are missing, malformed or do not fit what is being trained."""
+
+
+class TrainingConfigError(TrainingError, ValueError):
+    """A training, optimizer or scheduler configuration that cannot be used (an unknown scheduler
+    name, a missing required value, a resume without a checkpoint). A ValueError, as LeRobot raises
+    for bad configurations; the message names the option."""
+
+
+class TrainingStateError(TrainingError):
+    """A checkpoint's ``training_state`` (optimizer, scheduler, RNG state, training step) is missing,
+    malformed, or belongs to another model or optimizer. The message names the file and the key."""
+
+
+class KinematicsError(DexloopError, ValueError):
+    """A kinematics request that cannot be answered: a robot description that does not load, an
+    unknown frame or joint, a joint vector of the wrong length or with non-finite values. A
+    ValueError; the message names the file, frame or joint."""
+
+
+class EnvError(DexloopError, ValueError):
+    """A simulated environment cannot be built or stepped as asked: an unknown option, an action of
+    the wrong shape or with non-finite values, a camera that cannot be rendered. A ValueError; the
+    message names the option or the action's entry."""
+
+
 __all__ = [
     "BusError",
     "BusProtocolError",
     "BusTimeoutError",
     "CalibrationError",
+    "CheckpointError",
     "DatasetArgumentError",
     "DatasetError",
     "DatasetExistsError",
@@ -161,10 +223,20 @@ __all__ = [
     "DeviceAlreadyConnectedError",
     "DeviceNotConnectedError",
     "DexloopError",
+    "EnvError",
     "FrameTimestampError",
     "HandshakeError",
+    "KinematicsError",
+    "PolicyConfigError",
+    "PolicyError",
+    "PolicyFeatureError",
+    "PolicyNotFoundError",
+    "ProcessorError",
     "SafetyLimitError",
     "ServoError",
+    "TrainingConfigError",
+    "TrainingError",
+    "TrainingStateError",
     "VideoDecodeError",
     "VideoEncodeError",
     "VideoRemuxError",
