@@ -16,6 +16,9 @@ LEROBOT_V21_DATA = DATA / "lerobot_v21"
 
 # The tests make or ship all their data; nothing may reach the Hugging Face Hub.
 os.environ["HF_HUB_OFFLINE"] = "1"
+# mujoco picks its GL backend once, when first imported (whichever test does it first): offscreen
+# rendering on the CPU unless the machine says otherwise (MUJOCO_GL=egl on a GPU machine).
+os.environ.setdefault("MUJOCO_GL", "osmesa")
 sys.path.insert(0, str(TESTS))
 
 

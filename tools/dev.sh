@@ -23,8 +23,9 @@ SYSTEM_PACKAGES_NO_RECOMMENDS=(chromium)
 usage() {
   cat <<'EOF'
 usage: bash tools/dev.sh <command>
-  demo             build everything, load the shipped LeRobot dataset and print an item, then record
-                   demonstrations from a simulated SO-101 into a new dataset and read them back
+  demo             build everything, load the shipped LeRobot dataset and print an item, record
+                   demonstrations from a simulated SO-101 servo bus and read them back, then the learning
+                   workflow in MuJoCo: record expert demonstrations, train ACT, evaluate it, write a report
   test             build everything, then run the C++ tests (ctest) and pytest
   setup            only build
   lint             ruff check, ruff format --check and clang-format --dry-run -Werror over the repo
@@ -128,6 +129,7 @@ case "${1:-}" in
     setup
     "$VENV/bin/python" examples/01_load_dataset.py
     "$VENV/bin/python" examples/03_record_on_simulated_arm.py
+    "$VENV/bin/python" examples/04_learn_on_simulated_arm.py
     ;;
   test)
     setup

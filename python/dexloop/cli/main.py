@@ -15,10 +15,21 @@ from dexloop import __version__
 
 # name -> (module, one-line summary)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "dataset": ("dexloop.cli.dataset", "Tools on LeRobot datasets: repair an interrupted recording, info"),
+    "dataset": (
+        "dexloop.cli.dataset",
+        "Tools on LeRobot datasets: info, merge, split, delete-episodes, convert, repair, visualize, ...",
+    ),
     "sim-bus": (
         "dexloop.cli.sim_bus",
         "Run a simulated servo bus (an SO-100/SO-101, Koch or ALOHA arm) on a pty and print its port",
+    ),
+    "train": (
+        "dexloop.cli.train",
+        "Train ACT or Diffusion Policy on a LeRobot dataset, as lerobot-train does",
+    ),
+    "eval": (
+        "dexloop.cli.eval",
+        "Roll a policy out in a simulated environment and report its success, as lerobot-eval does",
     ),
 }
 
