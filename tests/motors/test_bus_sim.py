@@ -36,6 +36,9 @@ pytestmark = pytest.mark.skipif(
 
 SYNC_READ, SYNC_WRITE, READ, WRITE, PING = 0x82, 0x83, 0x02, 0x03, 0x01
 DEG, M100, R100 = MotorNormMode.DEGREES, MotorNormMode.RANGE_M100_100, MotorNormMode.RANGE_0_100
+# The simulator's thread may wait for a core on a loaded machine: a wide allowance beyond the wire time
+# (tests of the deadline itself delay replies well past it).
+LATENCY_MARGIN_MS = 100
 SO_NAMES = ["shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper"]
 
 
@@ -73,7 +76,7 @@ def koch():
 
 @pytest.fixture
 def so_bus(so101):
-    bus = FeetechMotorsBus(so101.port, so_motors())
+    bus = FeetechMotorsBus(so101.port, so_motors(), latency_margin_ms=LATENCY_MARGIN_MS)
     bus.connect()
     yield bus
     if bus.is_connected:
@@ -82,7 +85,7 @@ def so_bus(so101):
 
 @pytest.fixture
 def koch_bus(koch):
-    bus = DynamixelMotorsBus(koch.port, koch_motors())
+    bus = DynamixelMotorsBus(koch.port, koch_motors(), latency_margin_ms=LATENCY_MARGIN_MS)
     bus.connect()
     yield bus
     if bus.is_connected:
@@ -102,7 +105,7 @@ def registers(simulator, name, ids=range(1, 7)):
 
 
 def test_connect_and_disconnect_feetech(so101):
-    bus = FeetechMotorsBus(so101.port, so_motors())
+    bus = FeetechMotorsBus(so101.port, so_motors(), latency_margin_ms=LATENCY_MARGIN_MS)
     assert not bus.is_connected
     so101.reset_counters()
     bus.connect()
@@ -136,7 +139,7 @@ def test_connect_and_disconnect_feetech(so101):
 
 
 def test_connect_and_disconnect_dynamixel(koch):
-    bus = DynamixelMotorsBus(koch.port, koch_motors())
+    bus = DynamixelMotorsBus(koch.port, koch_motors(), latency_margin_ms=LATENCY_MARGIN_MS)
     koch.reset_counters()
     bus.connect()
     assert koch.instruction_count(PING) == 6
@@ -159,7 +162,7 @@ def test_connect_to_a_missing_port_names_it(tmp_path):
 def test_handshake_missing_motor(so101):
     so101.vanish(6)
     so101.vanish(4)
-    bus = FeetechMotorsBus(so101.port, so_motors())
+    bus = FeetechMotorsBus(so101.port, so_motors(), latency_margin_ms=LATENCY_MARGIN_MS)
     with pytest.raises(HandshakeError) as info:
         bus.connect()
     message = str(info.value)
@@ -184,7 +187,7 @@ def test_handshake_missing_motor(so101):
 def test_handshake_wrong_model():
     with sim.ServoSimulator("feetech", [(1, "sts3215"), (2, "sts3250")]) as simulator:
         motors = {"a": Motor(1, "sts3215", DEG), "b": Motor(2, "sts3215", DEG)}
-        bus = FeetechMotorsBus(simulator.port, motors)
+        bus = FeetechMotorsBus(simulator.port, motors, latency_margin_ms=LATENCY_MARGIN_MS)
         with pytest.raises(
             HandshakeError, match=r"id 2 'b': expected sts3215 \(777\), found sts3250 \(2825\)"
         ):
@@ -192,7 +195,9 @@ def test_handshake_wrong_model():
         assert not bus.is_connected
         # A series key accepts any model of the series.
         bus = FeetechMotorsBus(
-            simulator.port, {"a": Motor(1, "sts_series", DEG), "b": Motor(2, "sts_series", DEG)}
+            simulator.port,
+            {"a": Motor(1, "sts_series", DEG), "b": Motor(2, "sts_series", DEG)},
+            latency_margin_ms=LATENCY_MARGIN_MS,
         )
         bus.connect()
         bus.disconnect()
@@ -201,14 +206,14 @@ def test_handshake_wrong_model():
 def test_handshake_wrong_model_dynamixel(koch):
     motors = koch_motors()
     motors["shoulder_pan"] = Motor(1, "xl330-m077", M100)
-    bus = DynamixelMotorsBus(koch.port, motors)
+    bus = DynamixelMotorsBus(koch.port, motors, latency_margin_ms=LATENCY_MARGIN_MS)
     with pytest.raises(HandshakeError, match=r"expected xl330-m077 \(1190\), found xl430-w250 \(1060\)"):
         bus.connect()
 
 
 def test_handshake_firmware_mismatch(so101):
     so101.write_register(3, "Firmware_Minor_Version", 9)
-    bus = FeetechMotorsBus(so101.port, so_motors())
+    bus = FeetechMotorsBus(so101.port, so_motors(), latency_margin_ms=LATENCY_MARGIN_MS)
     with pytest.raises(HandshakeError, match="different firmware versions") as info:
         bus.connect()
     assert "3 'elbow_flex'" in str(info.value) and "3.9" in str(info.value) and "3.10" in str(info.value)
@@ -316,7 +321,7 @@ def test_normalized_reads_and_writes_use_the_calibration(so_bus, so101):
     assert registers(so101, "Goal_Position") == before
 
     # RANGE_M100_100 with the drive mode applied (Feetech).
-    bus = FeetechMotorsBus(so101.port, so_motors(M100), calibration)
+    bus = FeetechMotorsBus(so101.port, so_motors(M100), calibration, latency_margin_ms=LATENCY_MARGIN_MS)
     bus.servo_bus.open()
     try:
         bus.sync_write("Goal_Position", {"wrist_flex": 50.0})
@@ -392,8 +397,10 @@ def test_feetech_protocol_1_scs():
     ) as simulator:
         motors = {"a": Motor(1, "scs0009", DEG), "b": Motor(2, "scs0009", DEG)}
         with pytest.raises(ValueError, match="incompatible with protocol_version=0"):
-            FeetechMotorsBus(simulator.port, motors)
-        bus = FeetechMotorsBus(simulator.port, motors, protocol_version=1)
+            FeetechMotorsBus(simulator.port, motors, latency_margin_ms=LATENCY_MARGIN_MS)
+        bus = FeetechMotorsBus(
+            simulator.port, motors, protocol_version=1, latency_margin_ms=LATENCY_MARGIN_MS
+        )
         bus.connect()
         bus.write("Goal_Position", "a", 700, normalize=False)
         assert simulator.read_memory(1, 42, 2) == (700).to_bytes(2, "big")  # SCS is big-endian
@@ -486,8 +493,8 @@ def test_baudrate_and_timeout(so_bus):
 def test_polling_for_fast_replies_is_a_bus_option(so101, koch):
     assert FeetechMotorsBus(so101.port, so_motors()).servo_bus.max_spin_us == 100
     for bus in (
-        FeetechMotorsBus(so101.port, so_motors(), max_spin_us=0),
-        DynamixelMotorsBus(koch.port, koch_motors(), max_spin_us=0),
+        FeetechMotorsBus(so101.port, so_motors(), max_spin_us=0, latency_margin_ms=LATENCY_MARGIN_MS),
+        DynamixelMotorsBus(koch.port, koch_motors(), max_spin_us=0, latency_margin_ms=LATENCY_MARGIN_MS),
     ):
         assert bus.servo_bus.max_spin_us == 0
         bus.connect()
@@ -501,7 +508,7 @@ def test_polling_for_fast_replies_is_a_bus_option(so101, koch):
 def test_so101_calibration_end_to_end(so101, tmp_path, monkeypatch):
     """LeRobot's SOFollower.calibrate(), step by step, with a simulated person moving the joints."""
     monkeypatch.setenv("HF_LEROBOT_CALIBRATION", str(tmp_path))
-    bus = FeetechMotorsBus(so101.port, so_motors())
+    bus = FeetechMotorsBus(so101.port, so_motors(), latency_margin_ms=LATENCY_MARGIN_MS)
     bus.connect()
     assert not bus.is_calibrated  # no calibration in the bus
 
@@ -564,7 +571,7 @@ def test_so101_calibration_end_to_end(so101, tmp_path, monkeypatch):
     # A new session loads the file: calibrated, normalised values as LeRobot's formulas give.
     loaded = load_calibration(path)
     assert loaded == calibration
-    bus = FeetechMotorsBus(so101.port, so_motors(), loaded)
+    bus = FeetechMotorsBus(so101.port, so_motors(), loaded, latency_margin_ms=LATENCY_MARGIN_MS)
     bus.connect()
     assert bus.is_calibrated
     so101.set_actual_position(1, 2500)
@@ -738,7 +745,7 @@ def test_broadcast_ping(so_bus, koch_bus):
 def test_broadcast_ping_nobody():
     with sim.ServoSimulator("feetech", [(1, "sts3215")]) as simulator:
         simulator.vanish(1)
-        bus = FeetechMotorsBus(simulator.port, {})
+        bus = FeetechMotorsBus(simulator.port, {}, latency_margin_ms=LATENCY_MARGIN_MS)
         bus.connect()
         assert bus.broadcast_ping(window_ms=20) is None
         with pytest.raises(BusTimeoutError, match="no motor answered a broadcast ping"):
@@ -749,7 +756,7 @@ def test_broadcast_ping_nobody():
 def test_setup_motor_feetech():
     """A new motor (id 1, 500 kbps) gets the configured id and 1 Mbps, as lerobot-setup-motors does."""
     with sim.ServoSimulator("feetech", [(1, "sts3215")], baudrate=500_000, match_baudrate=True) as simulator:
-        bus = FeetechMotorsBus(simulator.port, so_motors())
+        bus = FeetechMotorsBus(simulator.port, so_motors(), latency_margin_ms=LATENCY_MARGIN_MS)
         start = time.monotonic()
         bus.setup_motor("gripper")  # scans 1 Mbps (nothing), then 500 kbps
         assert time.monotonic() - start < 10
@@ -769,7 +776,7 @@ def test_setup_motor_wrong_model_and_missing():
         "dynamixel", [(1, "xl330-m288")], baudrate=57_600, match_baudrate=True
     ) as simulator:
         motors = koch_motors()
-        bus = DynamixelMotorsBus(simulator.port, motors)
+        bus = DynamixelMotorsBus(simulator.port, motors, latency_margin_ms=LATENCY_MARGIN_MS)
         with pytest.raises(
             HandshakeError, match="model number '1200' different than the one expected: '1060'"
         ):
@@ -804,12 +811,13 @@ def test_misaddressed_garbled_and_late_replies(so_bus, so101):
     assert so_bus.read("Present_Position", "elbow_flex", normalize=False, num_retry=1) == expected
     so101.garbage_before_replies(3, b"\xff\x00\x12\xff", 1)
     assert so_bus.sync_read("Present_Position", normalize=False, num_retry=1)["elbow_flex"] == expected
-    so101.delay_replies(3, 2_000, 1)  # well inside the deadline (wire time + 10 ms margin)
+    so101.delay_replies(3, 2_000, 1)  # well inside the deadline (wire time + the margin)
     assert so_bus.read("Present_Position", "elbow_flex", normalize=False) == expected
-    so101.delay_replies(3, 60_000, 1)  # past it
+    late_us = 4 * LATENCY_MARGIN_MS * 1000
+    so101.delay_replies(3, late_us, 1)  # far past it
     with pytest.raises(BusTimeoutError):
         so_bus.read("Present_Position", "elbow_flex", normalize=False)
-    time.sleep(0.1)  # let the late reply arrive and be discarded
+    time.sleep(late_us / 1e6)  # let the late reply arrive and be discarded
     assert so_bus.read("Present_Position", "elbow_flex", normalize=False, num_retry=1) == expected
 
 
@@ -831,7 +839,7 @@ def test_every_simulated_arm_connects_and_reads(robot):
         motors = {
             m.name: Motor(m.id, m.model, R100 if m.name == "gripper" else DEG) for m in arm.preset.motors
         }
-        bus = bus_cls(arm.port, motors)
+        bus = bus_cls(arm.port, motors, latency_margin_ms=LATENCY_MARGIN_MS)
         bus.connect()
         bus.calibration = bus.read_calibration()
         assert bus.is_calibrated
