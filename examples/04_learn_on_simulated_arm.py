@@ -31,7 +31,10 @@ from dexloop.training.train import train
 # would double the step time on a small CPU.
 CAMERAS = ("top",)
 # ACT with LeRobot's ResNet-18 backbone and action chunking, but a smaller transformer, a one-second
-# chunk (it re-plans every 30 steps) and a higher learning rate: what a 2-core CPU trains in minutes.
+# chunk and a higher learning rate: what a 2-core CPU trains in minutes. At evaluation it predicts a
+# chunk every step and blends the overlapping chunks (temporal ensembling, the ACT paper's
+# coefficient 0.01): on this task 94% success where playing each chunk open-loop for 30 steps gives
+# 60% (same checkpoint, 100 demonstrations, 2500 steps).
 ACT_FLAGS = [
     "--policy.type=act",
     "--policy.dim_model=256",
@@ -41,7 +44,8 @@ ACT_FLAGS = [
     "--policy.optimizer_lr=1e-4",
     "--policy.optimizer_lr_backbone=1e-4",
     "--policy.chunk_size=30",
-    "--policy.n_action_steps=30",
+    "--policy.n_action_steps=1",
+    "--policy.temporal_ensemble_coeff=0.01",
     "--policy.pretrained_backbone_weights=null",
     "--policy.device=cpu",
     "--policy.push_to_hub=false",
@@ -53,7 +57,7 @@ def main() -> int:
         description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
     parser.add_argument("--workdir", type=Path, default=Path("outputs/so101_push_demo"))
-    parser.add_argument("--episodes", type=int, default=50, help="expert demonstrations to record")
+    parser.add_argument("--episodes", type=int, default=100, help="expert demonstrations to record")
     parser.add_argument("--steps", type=int, default=2500, help="ACT training steps")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--eval-episodes", type=int, default=50)

@@ -49,15 +49,17 @@ def public_0_copy(tmp_path: Path) -> Path:
     return writable_copy(LEROBOT_DATA / "public_0", tmp_path)
 
 
-def assert_same_values(actual: dict, expected: dict) -> None:
-    """Same keys in the same order, tensors equal in dtype, shape and every value, other values equal."""
+def assert_same_values(actual: dict, expected: dict, atol: dict[str, float] | None = None) -> None:
+    """Same keys in the same order, tensors equal in dtype, shape and every value (within ``atol[key]``
+    where given), other values equal."""
     import torch  # here, not at the top: the bus and simulator tests run where torch is not installed
 
     assert list(actual) == list(expected)
     for key, value in expected.items():
         if isinstance(value, torch.Tensor):
+            tolerance = (atol or {}).get(key, 0.0)
             torch.testing.assert_close(
-                actual[key], value, rtol=0, atol=0, msg=lambda m, key=key: f"{key}: {m}"
+                actual[key], value, rtol=0, atol=tolerance, msg=lambda m, key=key: f"{key}: {m}"
             )
         else:
             assert actual[key] == value, key

@@ -201,6 +201,27 @@ class EnvError(DexloopError, ValueError):
     message names the option or the action's entry."""
 
 
+class ExportError(DexloopError):
+    """A policy cannot be exported as asked: an unsupported policy type or precision, an exporter or
+    quantiser failure, an exported graph whose outputs disagree with the torch policy. The message
+    names the checkpoint or the graph file."""
+
+
+class ExportManifestError(ExportError, ValueError):
+    """An exported model folder is unusable: its manifest (dexloop_export.json) is missing, unreadable
+    or of another format version, or a graph file it lists is missing or does not match its hash."""
+
+
+class InferenceError(DexloopError):
+    """An inference runtime cannot run: a backend (ONNX Runtime, TensorRT, CUDA) is not installed or
+    has no device, or a session fails. The message names what to install or the graph file."""
+
+
+class InferenceInputError(InferenceError, ValueError):
+    """An observation handed to a runtime does not fit the exported graph: a missing input, a wrong
+    dtype or shape. The message names the input, what the manifest expects and what was given."""
+
+
 __all__ = [
     "BusError",
     "BusProtocolError",
@@ -224,8 +245,12 @@ __all__ = [
     "DeviceNotConnectedError",
     "DexloopError",
     "EnvError",
+    "ExportError",
+    "ExportManifestError",
     "FrameTimestampError",
     "HandshakeError",
+    "InferenceError",
+    "InferenceInputError",
     "KinematicsError",
     "PolicyConfigError",
     "PolicyError",

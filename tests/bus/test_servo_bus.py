@@ -161,7 +161,10 @@ def test_a_reply_delayed_past_the_deadline_is_never_read_as_a_later_one(
             try:
                 values = servo_bus.sync_read(IDS, present)
             except BusTimeoutError as error:
-                assert "motor 3" in str(error)
+                if "motor 3" not in str(error):
+                    # Another motor's reply was late too: the simulator's thread waited for a core.
+                    assert scenario < 2, f"the timeout never named the delayed motor: {error}"
+                    continue
             else:
                 assert values.tolist() == positions
                 assert scenario < 2, "the delayed reply was never late: the scenario could not be made"

@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from act_checkpoints import CASE_NAMES, DATA, materialize, reference
 from act_reference_cases import (
     BACKBONE_PREFIX,
     CASES,
     TRAIN_SEED,
-    backbone_tensor,
     observations,
     training_targets,
 )
@@ -24,22 +24,7 @@ from safetensors.torch import load_file, save_file
 from dexloop.policies import ACTConfig, PreTrainedConfig, PreTrainedPolicy, make_pre_post_processors
 from dexloop.policies.act import ACTPolicy
 
-DATA = Path(__file__).resolve().parents[1] / "data" / "policies" / "act"
 ATOL = 1e-5
-
-
-def materialize(name: str, parent: Path) -> Path:
-    """A writable copy of a stored reference checkpoint with its backbone tensors put back."""
-    target = parent / name
-    shutil.copytree(DATA / name, target)
-    for path in target.iterdir():
-        path.chmod(0o644)
-    meta = json.loads((DATA / name / "reference.json").read_text())
-    weights = load_file(str(DATA / name / "model.safetensors"))
-    for key, shape in meta["backbone_keys"].items():
-        weights[key] = torch.from_numpy(backbone_tensor(key, tuple(shape)))
-    save_file(weights, str(target / "model.safetensors"), metadata={"format": "pt"})
-    return target
 
 
 @pytest.fixture(scope="module")
@@ -52,19 +37,12 @@ def as_torch(obs: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
     return {k: torch.from_numpy(v) for k, v in obs.items()}
 
 
-def reference(name: str) -> tuple[dict[str, torch.Tensor], dict]:
-    return load_file(str(DATA / name / "reference.safetensors")), json.loads(
-        (DATA / name / "reference.json").read_text()
-    )
-
-
 def load(folder: Path):
     policy = PreTrainedPolicy.from_pretrained(folder)
     pre, post = make_pre_post_processors(policy.config, pretrained_path=folder)
     return policy, pre, post
 
 
-CASE_NAMES = [*CASES, "act_2cam_legacy"]
 TRAIN_CASES = list(CASES)  # the legacy checkpoint holds act_2cam's weights: its loss is that case's
 
 

@@ -21,13 +21,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from diffusion_checkpoints import DATA, build_checkpoint, expected
 from diffusion_reference_cases import (
     CASES,
     INIT_SEED,
     N_SELECT_STEPS,
     SEEDS,
     dataset_stats,
-    fill,
     observation,
     training_batch,
 )
@@ -39,14 +39,7 @@ from dexloop.policies.diffusion import DiffusionConfig, DiffusionPolicy, make_di
 from dexloop.policies.diffusion.modeling_diffusion import SpatialSoftmax
 from dexloop.policies.types import FeatureType, NormalizationMode, PolicyFeature
 
-DATA = Path(__file__).resolve().parents[1] / "data" / "policies" / "diffusion"
 ATOL = 1e-5
-PROCESSOR_FILES = (
-    "policy_preprocessor.json",
-    "policy_preprocessor_step_3_normalizer_processor.safetensors",
-    "policy_postprocessor.json",
-    "policy_postprocessor_step_0_unnormalizer_processor.safetensors",
-)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -63,41 +56,10 @@ def tensors(arrays: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
     return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
 
 
-def build_checkpoint(name: str, dest: Path) -> Path:
-    """LeRobot's checkpoint of case ``name`` in ``dest``: its files, and model.safetensors with the
-    state dict LeRobot had (refilled, or LeRobot's own file)."""
-    src = DATA / name
-    dest.mkdir(parents=True, exist_ok=True)
-    for fname in ("config.json", *PROCESSOR_FILES):
-        shutil.copy(src / fname, dest / fname)
-    if (src / "model.safetensors").exists():
-        shutil.copy(src / "model.safetensors", dest / "model.safetensors")
-        return dest
-    manifest = json.loads((src / "state_dict.json").read_text())
-    kept = load_file(str(src / "kept.safetensors")) if (src / "kept.safetensors").exists() else {}
-    state = {}
-    for entry in manifest:
-        key = entry["key"]
-        if entry["source"] == "kept":
-            state[key] = kept[key]
-        else:
-            arr = fill(key, tuple(entry["shape"]), entry["dtype"])
-            assert float(arr.astype(np.float64).sum()) == pytest.approx(entry["sum"], rel=1e-12, abs=1e-9), (
-                key
-            )
-            state[key] = torch.from_numpy(arr)
-    save_file(state, str(dest / "model.safetensors"))
-    return dest
-
-
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("diffusion-ckpts")
     return {name: build_checkpoint(name, root / name) for name in CASES}
-
-
-def expected(name: str) -> dict[str, torch.Tensor]:
-    return load_file(str(DATA / name / "expected.safetensors"))
 
 
 def load(path: Path) -> DiffusionPolicy:

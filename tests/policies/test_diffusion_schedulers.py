@@ -20,8 +20,9 @@ from dexloop.errors import PolicyConfigError
 from dexloop.policies.diffusion.schedulers import DDIMScheduler, DDPMScheduler, make_noise_scheduler
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "policies" / "diffusion"
-# float32 arithmetic done the same way; the only differences are the ulp-level ones of two torch builds.
-ATOL = 1e-6
+# float32 arithmetic done the same way; the only differences are the ulp-level ones of two torch builds
+# on two CPUs (their vectorised kernels round differently), which 100 DDPM steps accumulate to ~1e-6.
+ATOL = 5e-6
 
 
 @pytest.fixture(scope="module")

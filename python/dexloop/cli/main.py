@@ -27,6 +27,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "dexloop.cli.train",
         "Train ACT or Diffusion Policy on a LeRobot dataset, as lerobot-train does",
     ),
+    "export": (
+        "dexloop.cli.export",
+        "Export a trained ACT policy to ONNX (raw images and state in, actions out) with its manifest",
+    ),
+    "bench": (
+        "dexloop.cli.bench",
+        "Benchmark a policy's action latency per stage: torch eager, torch.compile, ONNX Runtime fp32/int8",
+    ),
     "eval": (
         "dexloop.cli.eval",
         "Roll a policy out in a simulated environment and report its success, as lerobot-eval does",

@@ -56,12 +56,25 @@ class EvalPipelineConfig:
     rename_map: dict[str, str] = dataclasses.field(default_factory=dict)
     # Accepted for LeRobot's flags; dexloop runs no environment code from the Hub.
     trust_remote_code: bool = False
+    # What runs the policy (--policy.runtime): torch, or onnx (the checkpoint exported to ONNX fp32 in
+    # OUTPUT_DIR/onnx and run by ONNX Runtime on the CPU).
+    policy_runtime: str = "torch"
 
     def validate(self) -> None:
         """Names the job and the output folder as LeRobot does; refuses what cannot run."""
         if self.policy is None:
             raise PolicyConfigError(
                 "no policy: pass --policy.path=<checkpoint> (or --policy.type=act|diffusion for random weights)"
+            )
+        from dexloop.eval.runtime_policy import RUNTIMES
+
+        if self.policy_runtime not in RUNTIMES:
+            raise PolicyConfigError(
+                f"--policy.runtime={self.policy_runtime}: expected one of {', '.join(RUNTIMES)}"
+            )
+        if self.policy_runtime != "torch" and self.policy.pretrained_path is None:
+            raise PolicyConfigError(
+                f"--policy.runtime={self.policy_runtime} runs an exported checkpoint: pass --policy.path"
             )
         if self.eval.recording:
             raise EnvError(
@@ -122,6 +135,10 @@ def parse_eval_config(args: Sequence[str]) -> EvalPipelineConfig:
         raise EnvError(f"no environment: pass --env.type=<{'|'.join(available_envs())}>")
     if env_type not in available_envs():
         raise EnvError(f"Environment type {env_type!r} is not registered. Available: {available_envs()}")
+    runtime = arg_value("policy.runtime", args)
+    args = [arg for arg in args if not arg.startswith("--policy.runtime")]
+    if runtime is not None:
+        args.append(f"--policy_runtime={runtime}")
     policy_path = arg_value("policy.path", args)
     policy_cfg = None
     if policy_path:
@@ -174,6 +191,25 @@ def observed_env_config(env_cfg: EnvConfig, vec_env: Any) -> EnvConfig:
     return observed
 
 
+def _onnx_policy(cfg: EvalPipelineConfig, output_dir: Path):
+    """The checkpoint exported to ONNX (fp32) in OUTPUT_DIR/onnx, with the config's action-selection
+    settings (``--policy.n_action_steps`` / ``--policy.temporal_ensemble_coeff`` overrides included),
+    run by ONNX Runtime behind the policy interface the loop calls."""
+    from dexloop.eval.runtime_policy import RuntimePolicy, identity
+    from dexloop.export import ExportManifest, export_policy
+    from dexloop.inference import Runtime
+
+    folder = output_dir / "onnx"
+    export_policy(cfg.policy.pretrained_path, folder, overwrite=True)
+    manifest = ExportManifest.load(folder)
+    manifest.n_action_steps = cfg.policy.n_action_steps
+    manifest.temporal_ensemble_coeff = getattr(cfg.policy, "temporal_ensemble_coeff", None)
+    manifest.save(folder)
+    runtime = Runtime.load(folder)
+    logger.info("Running the policy exported to %s with ONNX Runtime.", folder)
+    return RuntimePolicy(runtime, cfg.rename_map), identity, identity
+
+
 def eval_main(cfg: EvalPipelineConfig, progress: bool = True) -> dict[str, Any]:
     """Runs the evaluation ``cfg`` describes; returns what it writes to ``eval_info.json``."""
     import torch
@@ -196,23 +232,27 @@ def eval_main(cfg: EvalPipelineConfig, progress: bool = True) -> dict[str, Any]:
     try:
         first_env = next(iter(next(iter(envs.values())).values()))
         logger.info("Making policy.")
-        policy = make_policy(
-            cfg.policy, env_cfg=observed_env_config(cfg.env, first_env), rename_map=cfg.rename_map
-        )
-        policy.eval()
-        preprocessor, postprocessor = make_pre_post_processors(
-            cfg.policy,
-            pretrained_path=cfg.policy.pretrained_path,
-            preprocessor_overrides={
-                "device_processor": {"device": str(policy.config.device)},
-                "rename_observations_processor": {"rename_map": cfg.rename_map},
-            },
-        )
-        autocast = (
-            torch.autocast(device_type=torch.device(policy.config.device).type)
-            if cfg.policy.use_amp
-            else contextlib.nullcontext()
-        )
+        if cfg.policy_runtime == "onnx":
+            policy, preprocessor, postprocessor = _onnx_policy(cfg, output_dir)
+            autocast = contextlib.nullcontext()
+        else:
+            policy = make_policy(
+                cfg.policy, env_cfg=observed_env_config(cfg.env, first_env), rename_map=cfg.rename_map
+            )
+            policy.eval()
+            preprocessor, postprocessor = make_pre_post_processors(
+                cfg.policy,
+                pretrained_path=cfg.policy.pretrained_path,
+                preprocessor_overrides={
+                    "device_processor": {"device": str(policy.config.device)},
+                    "rename_observations_processor": {"rename_map": cfg.rename_map},
+                },
+            )
+            autocast = (
+                torch.autocast(device_type=torch.device(policy.config.device).type)
+                if cfg.policy.use_amp
+                else contextlib.nullcontext()
+            )
         with torch.no_grad(), autocast:
             info = eval_policy_all(
                 envs,

@@ -454,7 +454,7 @@ def format_help(args: Sequence[str] = ()) -> str:
         "options (default in brackets):",
         "  --config_path=FILE  a train_config.json to start from (the other flags override it)",
     ]
-    _describe_fields(TrainPipelineConfig, "", list(args), lines)
+    describe_fields(TrainPipelineConfig, "", list(args), lines)
     return "\n".join(lines) + "\n"
 
 
@@ -462,7 +462,9 @@ def print_help(args: Sequence[str] = (), file=None) -> None:
     print(format_help(args), end="", file=file or sys.stdout)
 
 
-def _describe_fields(cls: type, prefix: str, args: list[str], lines: list[str]) -> None:
+def describe_fields(cls: type, prefix: str, args: list[str], lines: list[str]) -> None:
+    """Appends one ``--prefix.field=TYPE [default]  comment`` line per field of dataclass ``cls`` to
+    `lines` (nested dataclasses flattened, choice types listed), as the commands' ``--help`` shows."""
     from draccus.wrappers.docstring import get_attribute_docstring, get_preferred_help_text
 
     hints = typing.get_type_hints(cls)
@@ -484,13 +486,13 @@ def _describe_fields(cls: type, prefix: str, args: list[str], lines: list[str]) 
             lines.append(f"  --{name}.type={{{','.join(known)}}}{extra}  {comment}".rstrip())
             if selected in known:
                 lines.append(f"    ({selected}'s options:)")
-                _describe_fields(choice.get_choice_class(selected), name + ".", args, lines)
+                describe_fields(choice.get_choice_class(selected), name + ".", args, lines)
             else:
                 lines.append(f"    (add --{name}.type=<type> to list that type's options)")
             continue
         default = _default_of(field)
         if dataclasses.is_dataclass(hint) and isinstance(hint, type):
-            _describe_fields(hint, name + ".", args, lines)
+            describe_fields(hint, name + ".", args, lines)
             continue
         text = f"  --{name}={_type_name(hint)} [{_show(default)}]"
         lines.append(f"{text}  {comment}" if comment else text)
@@ -591,6 +593,7 @@ __all__ = [
     "SampleWeightingConfig",
     "TrainPipelineConfig",
     "WandBConfig",
+    "describe_fields",
     "format_help",
     "parse_train_config",
     "print_help",

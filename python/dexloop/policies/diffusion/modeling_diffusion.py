@@ -202,6 +202,20 @@ class DiffusionPolicy(PreTrainedPolicy):
         return loss, None
 
 
+def noise_scheduler_for(config: DiffusionConfig):
+    """The DDPM or DDIM scheduler a Diffusion config describes."""
+    return make_noise_scheduler(
+        config.noise_scheduler_type,
+        num_train_timesteps=config.num_train_timesteps,
+        beta_start=config.beta_start,
+        beta_end=config.beta_end,
+        beta_schedule=config.beta_schedule,
+        clip_sample=config.clip_sample,
+        clip_sample_range=config.clip_sample_range,
+        prediction_type=config.prediction_type,
+    )
+
+
 class DiffusionModel(nn.Module):
     """Observation encoders, the U-Net and the noise scheduler."""
 
@@ -230,16 +244,7 @@ class DiffusionModel(nn.Module):
         if config.compile_model:
             self._compiled_unet = torch.compile(self.unet.forward, mode=config.compile_mode)
 
-        self.noise_scheduler = make_noise_scheduler(
-            config.noise_scheduler_type,
-            num_train_timesteps=config.num_train_timesteps,
-            beta_start=config.beta_start,
-            beta_end=config.beta_end,
-            beta_schedule=config.beta_schedule,
-            clip_sample=config.clip_sample,
-            clip_sample_range=config.clip_sample_range,
-            prediction_type=config.prediction_type,
-        )
+        self.noise_scheduler = noise_scheduler_for(config)
         if config.num_inference_steps is None:
             self.num_inference_steps = self.noise_scheduler.num_train_timesteps
         else:

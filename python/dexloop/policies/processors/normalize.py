@@ -59,6 +59,24 @@ def _norm_map(norm_map: dict[Any, Any] | None) -> dict[FeatureType, Normalizatio
         raise ProcessorError(f"norm_map {norm_map!r}: {error}") from error
 
 
+def apply_normalization(
+    tensor: Tensor, mode: NormalizationMode, low: Tensor, high: Tensor, eps: float, inverse: bool
+) -> Tensor:
+    """LeRobot's formula for ``mode`` (not IDENTITY) with its two statistics (mean/std, min/max or the
+    quantile pair), or its inverse. Pure tensor arithmetic, so exported graphs (dexloop.export) trace it
+    as the processors run it."""
+    if mode is NormalizationMode.MEAN_STD:
+        mean, std = low, high
+        if inverse:
+            return tensor * std + mean
+        return (tensor - mean) / (std + eps)
+    denom = high - low
+    denom = torch.where(denom == 0, torch.tensor(eps, device=tensor.device, dtype=tensor.dtype), denom)
+    if inverse:
+        return (tensor + 1) / 2 * denom + low
+    return 2 * (tensor - low) / denom - 1
+
+
 class _NormalizationMixin(ProcessorStep):
     """Statistics, their tensors and the transform shared by the two steps."""
 
@@ -127,6 +145,21 @@ class _NormalizationMixin(ProcessorStep):
             if observed is not None and ft.type is not FeatureType.ACTION and key not in observed:
                 continue
             self._stats_for(key, mode)
+
+    def normalization_of(
+        self, key: str, feature_type: FeatureType
+    ) -> tuple[NormalizationMode, Tensor | None, Tensor | None]:
+        """The mode this step applies to feature ``key`` of ``feature_type`` and its two statistics
+        (None, None for IDENTITY or a key this step leaves alone); ProcessorError where they are missing."""
+        mode = self.norm_map.get(feature_type, NormalizationMode.IDENTITY)
+        observed = self.normalize_observation_keys
+        skipped = observed is not None and feature_type is not FeatureType.ACTION and key not in observed
+        # The action is normalised when it has statistics even without a feature entry (as _transform).
+        known = key in self.features or (feature_type is FeatureType.ACTION and key in self._tensor_stats)
+        if mode is NormalizationMode.IDENTITY or skipped or not known:
+            return NormalizationMode.IDENTITY, None, None
+        low, high = self._stats_for(key, mode)
+        return mode, low, high
 
     def _stats_for(self, key: str, mode: NormalizationMode) -> tuple[Tensor, Tensor]:
         needed = REQUIRED_STATS[mode]
@@ -202,18 +235,7 @@ class _NormalizationMixin(ProcessorStep):
         if first is not None and (first.device != tensor.device or first.dtype != tensor.dtype):
             self.to(device=tensor.device, dtype=tensor.dtype)
         low, high = self._stats_for(key, mode)
-        if mode is NormalizationMode.MEAN_STD:
-            mean, std = low, high
-            if inverse:
-                return tensor * std + mean
-            return (tensor - mean) / (std + self.eps)
-        denom = high - low
-        denom = torch.where(
-            denom == 0, torch.tensor(self.eps, device=tensor.device, dtype=tensor.dtype), denom
-        )
-        if inverse:
-            return (tensor + 1) / 2 * denom + low
-        return 2 * (tensor - low) / denom - 1
+        return apply_normalization(tensor, mode, low, high, self.eps, inverse)
 
     def _normalize_observation(self, observation: dict[str, Any], inverse: bool) -> dict[str, Any]:
         new = dict(observation)
@@ -286,4 +308,4 @@ def hotswap_stats(pipeline, stats: dict[str, dict[str, Any]]):
     return new
 
 
-__all__ = ["NormalizerProcessorStep", "UnnormalizerProcessorStep", "hotswap_stats"]
+__all__ = ["NormalizerProcessorStep", "UnnormalizerProcessorStep", "apply_normalization", "hotswap_stats"]
