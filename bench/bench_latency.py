@@ -89,6 +89,7 @@ def make_checkpoint(kind: str, folder: Path) -> Path:
             input_features={**camera, **state},
             output_features=action,
             noise_scheduler_type="DDIM",
+            pretrained_backbone_weights=None,
             num_inference_steps=10,
             device="cpu",
         )

@@ -114,6 +114,28 @@ def test_onnx_runtime_gives_lerobots_episode_rewards(pusht_checkpoint, tmp_path,
     capsys.readouterr()
     assert eval_cli([f"--policy.path={pusht_checkpoint}", "--policy.runtime=tflite", *EVAL_ARGS]) == 2
     assert "--policy.runtime=tflite" in capsys.readouterr().err
+    assert (
+        eval_cli(
+            [
+                f"--policy.path={pusht_checkpoint}",
+                "--policy.runtime=onnx",
+                "--policy.precision=int4",
+                *EVAL_ARGS,
+            ]
+        )
+        == 2
+    )
+    assert "--policy.precision=int4" in capsys.readouterr().err
+    cfg = parse_eval_config(
+        [
+            f"--policy.path={pusht_checkpoint}",
+            "--policy.runtime",
+            "onnx",
+            "--policy.precision=int8",
+            *EVAL_ARGS,
+        ]
+    )
+    assert (cfg.policy_runtime, cfg.policy_precision) == ("onnx", "int8")
 
 
 def test_done_mask_and_autoreset_match_lerobot(pusht_checkpoint):

@@ -56,9 +56,12 @@ class EvalPipelineConfig:
     rename_map: dict[str, str] = dataclasses.field(default_factory=dict)
     # Accepted for LeRobot's flags; dexloop runs no environment code from the Hub.
     trust_remote_code: bool = False
-    # What runs the policy (--policy.runtime): torch, or onnx (the checkpoint exported to ONNX fp32 in
+    # What runs the policy (--policy.runtime): torch, or onnx (the checkpoint exported to ONNX in
     # OUTPUT_DIR/onnx and run by ONNX Runtime on the CPU).
     policy_runtime: str = "torch"
+    # The export's precision with --policy.runtime=onnx (--policy.precision): fp32, fp16, int8 (calibrated
+    # on the training dataset when train_config.json names one on this machine) or int8-dynamic.
+    policy_precision: str = "fp32"
 
     def validate(self) -> None:
         """Names the job and the output folder as LeRobot does; refuses what cannot run."""
@@ -71,6 +74,12 @@ class EvalPipelineConfig:
         if self.policy_runtime not in RUNTIMES:
             raise PolicyConfigError(
                 f"--policy.runtime={self.policy_runtime}: expected one of {', '.join(RUNTIMES)}"
+            )
+        from dexloop.export.onnx_export import PRECISIONS
+
+        if self.policy_precision not in PRECISIONS:
+            raise PolicyConfigError(
+                f"--policy.precision={self.policy_precision}: expected one of {', '.join(PRECISIONS)}"
             )
         if self.policy_runtime != "torch" and self.policy.pretrained_path is None:
             raise PolicyConfigError(
@@ -135,10 +144,17 @@ def parse_eval_config(args: Sequence[str]) -> EvalPipelineConfig:
         raise EnvError(f"no environment: pass --env.type=<{'|'.join(available_envs())}>")
     if env_type not in available_envs():
         raise EnvError(f"Environment type {env_type!r} is not registered. Available: {available_envs()}")
-    runtime = arg_value("policy.runtime", args)
-    args = [arg for arg in args if not arg.startswith("--policy.runtime")]
-    if runtime is not None:
-        args.append(f"--policy_runtime={runtime}")
+    for option in ("runtime", "precision"):  # dexloop's runtime choice, not fields of the policy config
+        value = arg_value(f"policy.{option}", args)
+        flag = f"--policy.{option}"
+        kept: list[str] = []
+        for index, arg in enumerate(args):
+            given_apart = index > 0 and args[index - 1] == flag and not arg.startswith("--")
+            if not (arg == flag or arg.startswith(flag + "=") or given_apart):
+                kept.append(arg)
+        args = kept
+        if value is not None:
+            args.append(f"--policy_{option}={value}")
     policy_path = arg_value("policy.path", args)
     policy_cfg = None
     if policy_path:
@@ -192,7 +208,7 @@ def observed_env_config(env_cfg: EnvConfig, vec_env: Any) -> EnvConfig:
 
 
 def _onnx_policy(cfg: EvalPipelineConfig, output_dir: Path):
-    """The checkpoint exported to ONNX (fp32) in OUTPUT_DIR/onnx, with the config's action-selection
+    """The checkpoint exported to ONNX (``--policy.precision``) in OUTPUT_DIR/onnx, with the config's action-selection
     settings (``--policy.n_action_steps`` / ``--policy.temporal_ensemble_coeff`` overrides included),
     run by ONNX Runtime behind the policy interface the loop calls."""
     from dexloop.eval.runtime_policy import RuntimePolicy, identity
@@ -200,7 +216,7 @@ def _onnx_policy(cfg: EvalPipelineConfig, output_dir: Path):
     from dexloop.inference import Runtime
 
     folder = output_dir / "onnx"
-    export_policy(cfg.policy.pretrained_path, folder, overwrite=True)
+    export_policy(cfg.policy.pretrained_path, folder, precision=cfg.policy_precision, overwrite=True)
     manifest = ExportManifest.load(folder)
     manifest.n_action_steps = cfg.policy.n_action_steps
     manifest.temporal_ensemble_coeff = getattr(cfg.policy, "temporal_ensemble_coeff", None)

@@ -7,9 +7,9 @@ beyond ``FP32_TOLERANCE`` raises ExportError. Precision variants are derived fro
 
 - fp16: weights and activations in half precision, inputs and outputs kept as declared (for GPUs;
   ONNX Runtime's float16 converter);
-- int8: ONNX Runtime's static QDQ quantisation, weights per channel, activation ranges calibrated on
-  observations (the training dataset's frames when given, else the check inputs), or dynamic
-  quantisation of the matrix products (``int8-dynamic``).
+- int8: ONNX Runtime's static QDQ quantisation of the convolutions, weights per channel, activation
+  ranges calibrated on observations (the training dataset's frames when given, else the check
+  inputs), or dynamic quantisation of the matrix products (``int8-dynamic``).
 
 Files are written to a staging folder and renamed into place, so a failed export leaves no half folder.
 """
@@ -179,9 +179,10 @@ def _to_int8(
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             calibrate_method=CalibrationMethod.MinMax,
-            # The compute-heavy operators; normalisation layers stay float (their 1-D weights have no
-            # channel axis to quantise per channel).
-            op_types_to_quantize=["Conv", "MatMul", "Gemm"],
+            # The convolutions (the image backbone, most of the compute) only: quantising the
+            # transformer's or the U-Net's matrix products as well cost the demo's ACT 16 points of
+            # success (78% against fp32's 94%); with convolutions alone it keeps 90%.
+            op_types_to_quantize=["Conv"],
         )
 
 

@@ -145,11 +145,10 @@ def _torch_chain(policy_path: Path, compile_model: bool, threads: int | None, le
     def inference(batch):
         with torch.inference_mode():
             if hasattr(policy, "_queues"):
-                policy.reset()  # Diffusion: predict from this observation, not from queued ones
-                batch = {
-                    k: v.unsqueeze(1).expand(-1, policy.config.n_obs_steps, *v.shape[1:])
-                    for k, v in batch.items()
-                }
+                # Diffusion predicts from its observation queues: emptied, select_action fills them with
+                # this observation and denoises a new chunk, as at an episode's first step.
+                policy.reset()
+                return policy.select_action(batch)
             return policy.predict_action_chunk(batch)
 
     def postprocess(actions):

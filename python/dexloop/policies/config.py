@@ -196,6 +196,12 @@ class PreTrainedConfig(draccus.ChoiceRegistry, abc.ABC):  # type: ignore[misc]
         policy_type = data.pop("type", None)
         if policy_type is None:
             raise PolicyConfigError(f"{source}: missing 'type' field (the policy type, e.g. \"act\")")
+        if policy_type not in PreTrainedConfig.get_known_choices():
+            # Policy packages register their config class when imported: import them all first, so a
+            # checkpoint loads whichever policy module the caller happened to import.
+            from dexloop.policies.factory import available_policies
+
+            available_policies()
         try:
             config_cls = PreTrainedConfig.get_choice_class(policy_type)
         except Exception as error:
