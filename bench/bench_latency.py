@@ -115,6 +115,7 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=1000)
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--batch-sizes", default="1")
+    parser.add_argument("--variants", default="torch,ort-fp32,ort-int8", help="besides LeRobot's baseline")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile")
     parser.add_argument("--quick", action="store_true", help="30 calls; results in bench/out/ only")
     parser.add_argument("--workdir", type=Path, default=REPO / "bench" / "out" / "latency")
@@ -127,7 +128,7 @@ def main() -> int:
 
     for kind in args.policies.split(","):
         checkpoint = make_checkpoint(kind, args.workdir / f"{kind}_checkpoint")
-        variants = ([baseline] if baseline == "lerobot" else []) + ["torch", "ort-fp32", "ort-int8"]
+        variants = ([baseline] if baseline == "lerobot" else []) + args.variants.split(",")
         if args.compile:
             variants.append("torch-compile")
         out = args.workdir / f"{kind}_runs"
