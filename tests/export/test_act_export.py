@@ -219,3 +219,20 @@ def test_an_absent_execution_provider_names_what_to_install(exports):
         Runtime.load(exports["act_2cam"], device="cuda")
     with pytest.raises(InferenceError, match="backend"):
         Runtime.load(exports["act_2cam"], backend="tflite")
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_cpu_thread_counts_of_a_small_computer(checkpoints, exports, tmp_path, precision):
+    """ONNX Runtime's CPU provider with 1 to 4 intra-op threads, as a Jetson's or a Raspberry Pi's cores
+    run it, gives the same actions as its default."""
+    folder = (
+        exports["act_2cam"]
+        if precision == "fp32"
+        else export_policy(checkpoints["act_2cam"], tmp_path / "int8", precision="int8").folder
+    )
+    obs = raw_observation("act_2cam", observations("act_2cam")[0])
+    default = Runtime.load(folder).predict_chunk(obs)
+    for threads in (1, 2, 3, 4):
+        np.testing.assert_allclose(
+            Runtime.load(folder, threads=threads).predict_chunk(obs), default, atol=1e-5, rtol=0
+        )
