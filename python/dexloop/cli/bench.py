@@ -13,7 +13,6 @@ latency.json and latency.png to ``--output_dir``. Each variant runs in its own p
 from __future__ import annotations
 
 import datetime as dt
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -108,7 +107,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"results: {output_dir / 'latency.json'}")
     if report.get("plot"):
         print(f"plot:    {report['plot']}")
-    json.dumps(report)  # the report is plain data
     return 0
 
 

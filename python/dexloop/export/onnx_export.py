@@ -16,6 +16,7 @@ Files are written to a staging folder and renamed into place, so a failed export
 
 from __future__ import annotations
 
+import functools
 import logging
 import shutil
 import tempfile
@@ -283,8 +284,7 @@ def _observation_calibration(
 ) -> list[list[np.ndarray]]:
     if dataset is None:
         return [check_inputs(inputs, stats, 1, seed=1 + s) for s in range(n)]
-    samples = calibration_from_dataset(dataset, inputs, n, n_obs_steps=n_obs_steps)
-    return samples
+    return calibration_from_dataset(dataset, inputs, n, n_obs_steps=n_obs_steps)
 
 
 def _act_jobs(
@@ -335,8 +335,13 @@ def _diffusion_jobs(
         timestep = rng.integers(0, scheduler.num_train_timesteps, size=(batch,), dtype=np.int64)
         return [sample, timestep, conds.astype(np.float32)]
 
+    @functools.cache
+    def observation_calibration() -> list[list[np.ndarray]]:
+        # Read once: the encoder calibrates on these observations, the denoiser on their encodings.
+        return _observation_calibration(encoder.inputs, stats, dataset, n_calibration, config.n_obs_steps)
+
     def denoiser_calibration() -> list[list[np.ndarray]]:
-        samples = _observation_calibration(encoder.inputs, stats, dataset, n_calibration, config.n_obs_steps)
+        samples = observation_calibration()
         with torch.no_grad():
             return [
                 denoiser_feeds(encoder(*(torch.from_numpy(a) for a in arrays)).numpy(), seed=i)
@@ -351,9 +356,7 @@ def _diffusion_jobs(
             _observation_specs(encoder.inputs),
             [cond_spec],
             example,
-            lambda: _observation_calibration(
-                encoder.inputs, stats, dataset, n_calibration, config.n_obs_steps
-            ),
+            observation_calibration,
         ),
         _GraphJob(
             "denoiser",

@@ -159,47 +159,20 @@ def _torch_chain(policy_path: Path, compile_model: bool, threads: int | None, le
 
 def _runtime_chain(export_dir: Path, device: str, threads: int | None):
     from dexloop.inference import Runtime
+    from dexloop.inference.diffusion_sampler import default_noise_source
 
     runtime = Runtime.load(export_dir, device=device, threads=threads)
-    sampler_noise = np.random.default_rng(0)
+    noise_fn = default_noise_source(0)
 
     def preprocess(obs):
-        if runtime.n_obs_steps:
+        if runtime.n_obs_steps:  # the first step of an episode: its observation repeated as the history
             obs = {k: np.repeat(v[:, None], runtime.n_obs_steps, axis=1) for k, v in obs.items()}
         return runtime.feeds(obs)
 
-    if runtime.n_obs_steps:
-        manifest = runtime.manifest
+    def inference(feeds):
+        return runtime.run_graphs(feeds, noise_fn=noise_fn)
 
-        def inference(feeds):
-            cond = runtime._backend.run("encoder", feeds)[0]
-            shape = (cond.shape[0], manifest.horizon, manifest.action_dim)
-            noise = sampler_noise.standard_normal(shape, dtype=np.float32)
-
-            def denoise(sample, timestep):
-                return runtime._backend.run(
-                    "denoiser", {"sample": sample, "timestep": timestep, "global_cond": cond}
-                )[0]
-
-            return runtime._sampler.sample(denoise, noise)
-
-        def postprocess(sample):
-            from dexloop.inference.runtime import unnormalize
-
-            start = manifest.n_obs_steps - 1
-            return unnormalize(
-                sample[:, start : start + manifest.n_action_steps], manifest.action_normalization
-            )
-
-    else:
-
-        def inference(feeds):
-            return runtime._backend.run("policy", feeds)[0]
-
-        def postprocess(actions):
-            return actions  # unnormalisation is inside the graph
-
-    return [preprocess, inference, postprocess]
+    return [preprocess, inference, runtime.finish]
 
 
 def _measure_child(

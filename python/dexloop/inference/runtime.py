@@ -235,12 +235,28 @@ class Runtime:
         numpy's generator): the initial noise first, then DDPM's per-step noise, as the torch policy
         draws them, so ``noise_fn=lambda s: torch.randn(s).numpy()`` after ``torch.manual_seed``
         reproduces the torch policy's actions."""
-        feeds = self.feeds(observation)
+        raw = self.run_graphs(
+            self.feeds(observation),
+            noise=noise,
+            num_inference_steps=num_inference_steps,
+            step_noise=step_noise,
+            noise_fn=noise_fn,
+        )
+        return self.finish(raw)
+
+    def run_graphs(
+        self,
+        feeds: dict[str, np.ndarray],
+        *,
+        noise: np.ndarray | None = None,
+        num_inference_steps: int | None = None,
+        step_noise: np.ndarray | None = None,
+        noise_fn: NoiseSource | None = None,
+    ) -> np.ndarray:
+        """The graphs on checked inputs (``feeds``): ACT's unnormalised chunk, or Diffusion's whole
+        denoised (normalised) horizon. ``predict_chunk`` is ``finish(run_graphs(feeds(observation)))``."""
         if self._sampler is None:
             return self._backend.run("policy", feeds)[0]
-        return self._sample(feeds, noise, num_inference_steps, step_noise, noise_fn)
-
-    def _sample(self, feeds, noise, num_inference_steps, step_noise, noise_fn) -> np.ndarray:
         manifest = self.manifest
         cond = self._backend.run("encoder", feeds)[0]
         shape = (cond.shape[0], manifest.horizon, manifest.action_dim)
@@ -255,10 +271,16 @@ class Runtime:
             feeds = {"sample": sample, "timestep": timestep, "global_cond": cond}
             return self._backend.run("denoiser", feeds)[0]
 
-        sample = self._sampler.sample(denoise, noise, num_inference_steps, step_noise, noise_fn)
-        start = manifest.n_obs_steps - 1
-        actions = sample[:, start : start + manifest.n_action_steps]
-        return unnormalize(actions, manifest.action_normalization)
+        return self._sampler.sample(denoise, noise, num_inference_steps, step_noise, noise_fn)
+
+    def finish(self, raw: np.ndarray) -> np.ndarray:
+        """``run_graphs``' output as actions: ACT's chunk as it is (unnormalised in the graph);
+        Diffusion's ``n_action_steps`` from the current step on, unnormalised."""
+        if self._sampler is None:
+            return raw
+        start = self.manifest.n_obs_steps - 1
+        actions = raw[:, start : start + self.manifest.n_action_steps]
+        return unnormalize(actions, self.manifest.action_normalization)
 
     def select_action(self, observation: Mapping[str, Any], **sampling: Any) -> np.ndarray:
         """The next action ``(B, action_dim)`` for this step's observation: from the queue of the last
