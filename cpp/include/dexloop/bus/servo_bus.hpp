@@ -23,6 +23,7 @@
 // Clean transactions never send a fence, so the hot path is unchanged.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -77,6 +78,15 @@ class ServoBus {
   bool low_latency() const { return port_.low_latency(); }
   const Traffic& traffic() const { return traffic_; }
   ByteOrder byte_order() const;
+
+  // A ServoBus serves one thread at a time. A control loop claims the bus while it runs, and the
+  // Python edge refuses other transactions on a claimed bus instead of interleaving them.
+  bool try_claim() {
+    bool expected = false;
+    return claimed_.compare_exchange_strong(expected, true, std::memory_order_acq_rel);
+  }
+  void release_claim() { claimed_.store(false, std::memory_order_release); }
+  bool claimed() const { return claimed_.load(std::memory_order_acquire); }
 
   // The deadline a transaction of `sent` request bytes expecting `received` reply bytes from
   // `replies` servos gets, in milliseconds.
@@ -172,6 +182,7 @@ class ServoBus {
     return result;
   }
 
+  std::atomic<bool> claimed_{false};
   std::string path_;
   BusOptions options_;
   SerialPort port_;
