@@ -280,7 +280,9 @@ TEST(ServoBus, FencesTakeAShapeNoLateReplyCanHave) {
     if (is_fence(request)) return answer_fences ? answer_read(request) : Bytes{};
     return Bytes{};
   });
-  ServoBus servo_bus(peer.path(), feetech_options(2.0));
+  // The answered fence must beat its deadline on a loaded machine: 50 ms, as the unanswered
+  // reads and fences only cost their wait.
+  ServoBus servo_bus(peer.path(), feetech_options(50.0));
   servo_bus.open();
   uint8_t value[2];
   // A 1-byte read that goes unanswered: its reply may still come. The next attempt's fence must
