@@ -12,5 +12,6 @@ void register_video_remux(nanobind::module_& module);
 void register_dataset(nanobind::module_& module);
 void register_bus(nanobind::module_& module);
 void register_sim(nanobind::module_& module);
+void register_control(nanobind::module_& module);
 
 }  // namespace dexloop::bindings

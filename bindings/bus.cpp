@@ -114,6 +114,15 @@ void check(const ServoBus& servo_bus, const Result& result, const std::string& o
   }
 }
 
+// A running control loop owns the bus: a transaction from Python now would interleave with its
+// ticks on the wire and corrupt both.
+void require_unclaimed(const ServoBus& servo_bus, const std::string& operation) {
+  if (!servo_bus.claimed()) return;
+  throw BusError(std::string(vendor_name(servo_bus.options().vendor)) + " bus " +
+                 servo_bus.port_path() + ": " + operation +
+                 " refused: a running control loop drives this bus (stop the loop first)");
+}
+
 uint32_t encode_value(const ServoBus& servo_bus, const Register& reg, int64_t value) {
   std::optional<uint32_t> raw = bus::encode_signed(value, reg.size, reg.encoding);
   if (!raw) {
@@ -129,6 +138,7 @@ uint32_t encode_value(const ServoBus& servo_bus, const Register& reg, int64_t va
 }
 
 std::pair<int, int> ping(ServoBus& servo_bus, int id, int retries) {
+  require_unclaimed(servo_bus, "ping");
   uint16_t model = 0;
   uint8_t firmware = 0;
   Result result;
@@ -141,6 +151,7 @@ std::pair<int, int> ping(ServoBus& servo_bus, int id, int retries) {
 }
 
 int64_t read(ServoBus& servo_bus, int id, const Register& reg, int retries) {
+  require_unclaimed(servo_bus, "read " + std::string(reg.name));
   uint8_t bytes[4] = {};
   Result result;
   {
@@ -158,6 +169,7 @@ using RegisterWrite = Result (ServoBus::*)(uint8_t, uint16_t, std::span<const ui
 template <RegisterWrite kSend>
 void write_value(ServoBus& servo_bus, int id, const Register& reg, int64_t value, int retries,
                  const char* what) {
+  require_unclaimed(servo_bus, std::string(what) + " " + std::string(reg.name));
   uint8_t bytes[4] = {};
   bus::store_unsigned(encode_value(servo_bus, reg, value), bytes, reg.size, servo_bus.byte_order());
   Result result;
@@ -179,6 +191,7 @@ void reg_write(ServoBus& servo_bus, int id, const Register& reg, int64_t value, 
 }
 
 void action(ServoBus& servo_bus, int id, int retries) {
+  require_unclaimed(servo_bus, "action");
   Result result;
   {
     nb::gil_scoped_release release;
@@ -191,6 +204,7 @@ void action(ServoBus& servo_bus, int id, int retries) {
 nb::ndarray<nb::numpy, int64_t> bulk_read(ServoBus& servo_bus, Ids ids,
                                           std::vector<const Register*> registers, int retries) {
   const size_t count = ids.shape(0);
+  require_unclaimed(servo_bus, "bulk_read");
   if (registers.size() != count) throw nb::value_error("bulk_read needs one register per motor id");
   if (count == 0 || count > ServoBus::kMaxMotors)
     throw nb::value_error("bulk_read needs 1 to 64 motor ids");
@@ -226,6 +240,7 @@ nb::ndarray<nb::numpy, int64_t> bulk_read(ServoBus& servo_bus, Ids ids,
 
 nb::ndarray<nb::numpy, int64_t> sync_read(ServoBus& servo_bus, Ids ids, const Register& reg,
                                           int retries, bool fast) {
+  require_unclaimed(servo_bus, "sync_read " + std::string(reg.name));
   const size_t count = ids.shape(0);
   if (count == 0 || count > ServoBus::kMaxMotors)
     throw nb::value_error("sync_read needs 1 to 64 motor ids");
@@ -249,6 +264,7 @@ nb::ndarray<nb::numpy, int64_t> sync_read(ServoBus& servo_bus, Ids ids, const Re
 }
 
 void sync_write(ServoBus& servo_bus, Ids ids, const Register& reg, Values values) {
+  require_unclaimed(servo_bus, "sync_write " + std::string(reg.name));
   const size_t count = ids.shape(0);
   if (values.shape(0) != count) throw nb::value_error("sync_write needs one value per motor id");
   if (count == 0 || count > ServoBus::kMaxMotors)
@@ -268,6 +284,7 @@ void sync_write(ServoBus& servo_bus, Ids ids, const Register& reg, Values values
 }
 
 nb::dict broadcast_ping(ServoBus& servo_bus, double window_ms) {
+  require_unclaimed(servo_bus, "broadcast_ping");
   uint8_t ids[253];
   uint16_t models[253];
   size_t found = 0;
@@ -402,7 +419,14 @@ void register_bus(nb::module_& module) {
           "port"_a, "vendor"_a, "protocol"_a, "baudrate"_a = 1'000'000,
           "latency_margin_ms"_a = 10.0, "max_spin_us"_a = 100)
       .def("open", &ServoBus::open, nb::call_guard<nb::gil_scoped_release>())
-      .def("close", &ServoBus::close)
+      .def(
+          "close",
+          [](ServoBus& servo_bus) {
+            require_unclaimed(servo_bus, "close");
+            servo_bus.close();
+          },
+          "Closes the port (refused while a control loop drives the bus).")
+      .def_prop_ro("claimed", &ServoBus::claimed, "Whether a running control loop drives the bus.")
       .def_prop_ro("is_open", &ServoBus::is_open)
       .def_prop_ro("port", &ServoBus::port_path)
       .def_prop_ro(
@@ -410,7 +434,11 @@ void register_bus(nb::module_& module) {
           [](const ServoBus& servo_bus) { return vendor_name(servo_bus.options().vendor); })
       .def_prop_ro("protocol",
                    [](const ServoBus& servo_bus) { return servo_bus.options().protocol; })
-      .def_prop_rw("baudrate", &ServoBus::baudrate, &ServoBus::set_baudrate)
+      .def_prop_rw("baudrate", &ServoBus::baudrate,
+                   [](ServoBus& servo_bus, int baudrate) {
+                     require_unclaimed(servo_bus, "set_baudrate");
+                     servo_bus.set_baudrate(baudrate);
+                   })
       .def_prop_ro(
           "max_spin_us", [](const ServoBus& servo_bus) { return servo_bus.options().max_spin_us; },
           "Replies that have been arriving within this many microseconds are awaited by polling.")

@@ -6,7 +6,8 @@ namespace nb = nanobind;
 
 NB_MODULE(_core, module) {
   module.doc() =
-      "dexloop's native core: video decoding and encoding, dataset index maths, servo buses";
+      "dexloop's native core: video decoding and encoding, dataset index maths, servo buses, the "
+      "control loop";
   // Objects still referenced from cycles torch or numpy hold at interpreter exit are reclaimed by
   // the OS; nanobind's leak report would only be noise for users.
   nb::set_leak_warnings(false);
@@ -24,4 +25,7 @@ NB_MODULE(_core, module) {
   nb::module_ sim =
       module.def_submodule("sim", "Simulated Feetech and Dynamixel servo buses on a pty");
   dexloop::bindings::register_sim(sim);
+  nb::module_ control = module.def_submodule(
+      "control", "The real-time control loop, its action queue, safety filter and histograms");
+  dexloop::bindings::register_control(control);
 }

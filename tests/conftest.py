@@ -69,3 +69,32 @@ def requires_ffmpeg() -> pytest.MarkDecorator:
     return pytest.mark.skipif(
         shutil.which("ffmpeg") is None, reason="the ffmpeg tool makes this test's videos"
     )
+
+
+# --- Simulated servo buses (dexloop._core.sim): an SO-101 arm and a Koch arm, on a pty each ------
+
+KOCH_MODELS = ["xl430-w250", "xl430-w250", "xl330-m288", "xl330-m288", "xl330-m288", "xl330-m288"]
+
+
+@pytest.fixture
+def so101():
+    """Six STS3215 (ids 1-6) on a simulated Feetech bus; the motors reach a goal at once."""
+    from dexloop._core import sim
+
+    simulator = sim.ServoSimulator(
+        "feetech", [(i, "sts3215") for i in range(1, 7)], time_constant_s=0.0, seed=3
+    )
+    with simulator:
+        yield simulator
+
+
+@pytest.fixture
+def koch():
+    """A Koch follower's Dynamixel motors (ids 1-6, two models) on a simulated bus."""
+    from dexloop._core import sim
+
+    simulator = sim.ServoSimulator(
+        "dynamixel", list(enumerate(KOCH_MODELS, start=1)), time_constant_s=0.0, seed=4
+    )
+    with simulator:
+        yield simulator

@@ -8,8 +8,9 @@ cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 VENV=${DEXLOOP_VENV:-$ROOT/.venv}
 PYTHON=${DEXLOOP_PYTHON:-python3}
-# Tests whose modules import no torch (bus driver, motors API, simulator, command line, encoder).
-TORCHLESS_TESTS=(tests/bus tests/motors tests/sim tests/cli tests/video/test_video_encoder.py)
+# Tests whose modules import no torch (bus driver, motors API, simulator, control loop, command line,
+# encoder).
+TORCHLESS_TESTS=(tests/bus tests/motors tests/sim tests/control tests/cli tests/video/test_video_encoder.py)
 export PIP_CONSTRAINT=$ROOT/.ci/constraints.txt
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 

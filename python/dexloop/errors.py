@@ -120,6 +120,12 @@ class SafetyLimitError(DexloopError, ValueError):
     """A command outside the configured safety limits of a robot."""
 
 
+class ControlLoopFaultError(DexloopError, RuntimeError):
+    """The control loop holds the arm because of a fault that is not the bus's: no fresh action within
+    the action timeout (a policy gone quiet), a streak of overrun ticks, or an e-stop. The message
+    names the fault; bus faults raise the bus's own errors and refused goals SafetyLimitError."""
+
+
 class DeviceNotConnectedError(DexloopError, ConnectionError):
     """A device (motors bus, robot, camera) is used before ``connect()`` or after ``disconnect()``.
     A ConnectionError, as LeRobot's error of the same name."""
@@ -222,12 +228,45 @@ class InferenceInputError(InferenceError, ValueError):
     dtype or shape. The message names the input, what the manifest expects and what was given."""
 
 
+class AsyncInferenceError(DexloopError):
+    """The async-inference transport (dexloop.async_inference: a policy server and its robot-side
+    client) cannot work as asked. The subclasses say which side and why."""
+
+
+class AsyncInferenceConfigError(AsyncInferenceError, ValueError):
+    """A policy server or client setting that cannot be used: a bind address other than loopback
+    without a token, an unusable token, port or size limit, a policy whose features exceed the
+    limits. A ValueError; the message names the option and the fix."""
+
+
+class AsyncMessageError(AsyncInferenceError, ValueError):
+    """A message of the async-inference protocol that does not parse or does not fit the policy: an
+    unknown or missing camera or state key, image bytes that are not height x width x channels, a
+    shape over the limits, non-finite values, a handshake of another protocol version. A ValueError;
+    the message names the field and what was expected."""
+
+
+class PolicyServerError(AsyncInferenceError, ConnectionError):
+    """A policy server cannot be started (its address cannot be bound), reached, or kept talking to
+    (the connection failed, the server refused the session or now hosts another policy). A
+    ConnectionError; the message names the address and the gRPC status."""
+
+
+class PolicyServerAuthError(PolicyServerError, PermissionError):
+    """The policy server refused the client's credentials (no token, or another token than the
+    server's: gRPC status UNAUTHENTICATED). Also a PermissionError."""
+
+
 __all__ = [
+    "AsyncInferenceConfigError",
+    "AsyncInferenceError",
+    "AsyncMessageError",
     "BusError",
     "BusProtocolError",
     "BusTimeoutError",
     "CalibrationError",
     "CheckpointError",
+    "ControlLoopFaultError",
     "DatasetArgumentError",
     "DatasetError",
     "DatasetExistsError",
@@ -256,6 +295,8 @@ __all__ = [
     "PolicyError",
     "PolicyFeatureError",
     "PolicyNotFoundError",
+    "PolicyServerAuthError",
+    "PolicyServerError",
     "ProcessorError",
     "SafetyLimitError",
     "ServoError",

@@ -58,23 +58,6 @@ def koch_motors(body=M100):
 
 
 @pytest.fixture
-def so101():
-    simulator = sim.ServoSimulator(
-        "feetech", [(i, "sts3215") for i in range(1, 7)], time_constant_s=0.0, seed=3
-    )
-    with simulator:
-        yield simulator
-
-
-@pytest.fixture
-def koch():
-    models = ["xl430-w250", "xl430-w250", "xl330-m288", "xl330-m288", "xl330-m288", "xl330-m288"]
-    simulator = sim.ServoSimulator("dynamixel", list(enumerate(models, start=1)), time_constant_s=0.0, seed=4)
-    with simulator:
-        yield simulator
-
-
-@pytest.fixture
 def so_bus(so101):
     bus = FeetechMotorsBus(so101.port, so_motors(), latency_margin_ms=LATENCY_MARGIN_MS)
     bus.connect()

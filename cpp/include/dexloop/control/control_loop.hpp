@@ -133,6 +133,7 @@ class ControlLoop {
   bool running() const { return running_.load(std::memory_order_acquire); }
 
   ActionQueue& queue() { return queue_; }
+  const ActionQueue& queue() const { return queue_; }
   const std::vector<LoopJoint>& joints() const { return joints_; }
   const ControlLoopOptions& options() const { return options_; }
   const SafetyLimits& limits() const { return safety_.limits(); }
