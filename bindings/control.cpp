@@ -76,10 +76,10 @@ void make_loop(ControlLoop* self, bus::ServoBus& servo_bus, const std::vector<in
                const std::optional<Limits>& lower, const std::optional<Limits>& upper,
                const std::optional<Limits>& max_relative_target,
                const std::optional<Limits>& max_step, double rate_hz, double spin_us, bool fifo,
-               int priority, int cpu, bool lock_memory, int read_retries, bool fast_sync_read,
-               bool write_goals, int bus_fault_ticks, int action_timeout_ticks, int overrun_ticks,
-               const std::string& on_fault, bool strict_safety, const std::string& aggregate,
-               double ensemble_coeff, int queue_capacity) {
+               int priority, int cpu, bool lock_memory, int read_retries, double latency_margin_ms,
+               bool fast_sync_read, bool write_goals, int bus_fault_ticks, int action_timeout_ticks,
+               int overrun_ticks, const std::string& on_fault, bool strict_safety,
+               const std::string& aggregate, double ensemble_coeff, int queue_capacity) {
   const size_t joints = ids.size();
   if (models.size() != joints || calibrations.size() != joints) {
     throw nb::value_error("ids, models and calibrations need one entry per joint");
@@ -127,6 +127,7 @@ void make_loop(ControlLoop* self, bus::ServoBus& servo_bus, const std::vector<in
   options.realtime.cpu = cpu;
   options.realtime.lock_memory = lock_memory;
   options.read_retries = read_retries;
+  options.latency_margin_ms = latency_margin_ms;
   options.fast_sync_read = fast_sync_read;
   options.write_goals = write_goals;
   options.bus_fault_ticks = bus_fault_ticks;
@@ -300,10 +301,11 @@ void register_control(nb::module_& module) {
            nb::kw_only(), "lower"_a.none() = nb::none(), "upper"_a.none() = nb::none(),
            "max_relative_target"_a.none() = nb::none(), "max_step"_a.none() = nb::none(),
            "rate_hz"_a = 30.0, "spin_us"_a = 100.0, "fifo"_a = false, "priority"_a = 50,
-           "cpu"_a = -1, "lock_memory"_a = false, "read_retries"_a = 0, "fast_sync_read"_a = false,
-           "write_goals"_a = true, "bus_fault_ticks"_a = 3, "action_timeout_ticks"_a = 0,
-           "overrun_ticks"_a = 5, "on_fault"_a = "hold", "strict_safety"_a = false,
-           "aggregate"_a = "weighted_average", "ensemble_coeff"_a = 0.01, "queue_capacity"_a = 1024,
+           "cpu"_a = -1, "lock_memory"_a = false, "read_retries"_a = 0,
+           "latency_margin_ms"_a = -1.0, "fast_sync_read"_a = false, "write_goals"_a = true,
+           "bus_fault_ticks"_a = 3, "action_timeout_ticks"_a = 0, "overrun_ticks"_a = 5,
+           "on_fault"_a = "hold", "strict_safety"_a = false, "aggregate"_a = "weighted_average",
+           "ensemble_coeff"_a = 0.01, "queue_capacity"_a = 1024,
            // The loop uses the bus for its whole life.
            nb::keep_alive<1, 2>())
       .def(

@@ -344,3 +344,21 @@ def test_bad_configurations_are_refused(so101, so_bus):
     so_bus.disconnect(disable_torque=False)
     with pytest.raises(DeviceNotConnectedError):
         ControlLoop(so_bus, fps=FPS)
+
+
+def test_the_loop_shortens_the_bus_deadline_while_it_runs(so101, so_bus):
+    servo_bus = so_bus.servo_bus
+    own = servo_bus.timeout_ms(20, 8, 1)
+    loop = ControlLoop(so_bus, fps=FPS, latency_margin_ms=2.0)
+    with loop:
+        assert servo_bus.timeout_ms(20, 8, 1) == pytest.approx(own - LATENCY_MARGIN_MS + 2.0)
+        so101.vanish(1)
+        wait_for(lambda: "bus_fault" in loop.faults, what="a bus fault")
+        # A silent motor costs a read of the period's length at most, so the loop keeps its rate.
+        ticks = loop.counters["ticks"]
+        time.sleep(0.2)
+        assert loop.counters["ticks"] - ticks >= 5
+        so101.reappear(1)
+    assert servo_bus.timeout_ms(20, 8, 1) == pytest.approx(own)
+    with pytest.raises(ValueError, match="latency_margin_ms"):
+        ControlLoop(so_bus, fps=FPS, latency_margin_ms=1e6)

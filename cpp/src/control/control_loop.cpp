@@ -67,10 +67,11 @@ ControlLoop::ControlLoop(bus::ServoBus& servo_bus, std::vector<LoopJoint> joints
                                 std::to_string(options_.rate_hz));
   }
   if (options_.bus_fault_ticks < 1 || options_.overrun_ticks < 1 ||
-      options_.action_timeout_ticks < 0 || options_.read_retries < 0) {
+      options_.action_timeout_ticks < 0 || options_.read_retries < 0 ||
+      !(options_.latency_margin_ms <= 10'000.0)) {
     throw std::invalid_argument(
         "bus_fault_ticks and overrun_ticks must be >= 1, action_timeout_ticks and read_retries >= "
-        "0");
+        "0, latency_margin_ms <= 10000");
   }
   period_ns_ = static_cast<int64_t>(std::llround(1e9 / options_.rate_hz));
   bool seen[256] = {};
@@ -119,6 +120,8 @@ RealtimeReport ControlLoop::start() {
   if (!bus_.try_claim()) {
     throw Error("the bus " + bus_.port_path() + " is already driven by another control loop");
   }
+  saved_latency_margin_ms_ = bus_.options().latency_margin_ms;
+  if (options_.latency_margin_ms >= 0.0) bus_.set_latency_margin_ms(options_.latency_margin_ms);
   stop_requested_.store(false, std::memory_order_release);
   std::atomic<int> setup_state{0};
   RealtimeReport report;
@@ -132,7 +135,10 @@ RealtimeReport ControlLoop::start() {
 void ControlLoop::stop() {
   stop_requested_.store(true, std::memory_order_release);
   if (thread_.joinable()) thread_.join();
-  if (running_.exchange(false, std::memory_order_acq_rel)) bus_.release_claim();
+  if (running_.exchange(false, std::memory_order_acq_rel)) {
+    bus_.set_latency_margin_ms(saved_latency_margin_ms_);
+    bus_.release_claim();
+  }
 }
 
 LoopCounters ControlLoop::counters() const { return published_counters_.load(); }

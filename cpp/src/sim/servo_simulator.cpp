@@ -646,8 +646,9 @@ ServoSimulator::Impl::Impl(Protocol protocol_, std::vector<MotorSpec> specs,
       line_rng(options_.seed ^ 0x9E3779B97F4A7C15ull) {
   const int wanted_protocol =
       protocol == Protocol::kDynamixel ? 2 : (protocol == Protocol::kFeetechScs ? 1 : 0);
-  if (!(options.time_constant_s >= 0) || !std::isfinite(options.time_constant_s))
-    throw std::invalid_argument("servo simulator: time_constant_s must be >= 0");
+  // +infinity is allowed: the motors then hold still until set_actual_position() moves them.
+  if (!(options.time_constant_s >= 0))
+    throw std::invalid_argument("servo simulator: time_constant_s must be >= 0 (or infinity)");
   std::mt19937_64 rng(options.seed);
   for (const MotorSpec& spec : specs) {
     const bus::ModelInfo* model = bus::find_model(spec.model);

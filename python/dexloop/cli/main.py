@@ -39,6 +39,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "dexloop.cli.eval",
         "Roll a policy out in a simulated environment and report its success, as lerobot-eval does",
     ),
+    "deploy": (
+        "dexloop.cli.deploy",
+        "Drive an arm (the simulated SO-101 by default) with an exported policy through the C++ control loop",
+    ),
+    "policy-server": (
+        "dexloop.cli.policy_server",
+        "Serve an exported policy to robot clients over gRPC (typed messages, token off loopback)",
+    ),
 }
 
 

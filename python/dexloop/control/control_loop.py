@@ -107,6 +107,8 @@ class ControlLoop:
     - ``action_timeout_s``: no fresh action for this long, once actions started, is a fault (a
       policy server gone); ``None`` disables it. ``bus_fault_ticks``: failed reads in a row that make
       a bus fault; ``overrun_ticks``: late ticks in a row that make an overrun fault.
+    - ``latency_margin_ms``: the bus's allowance beyond a read's wire time while the loop runs
+      (default: the bus's own); below the period, a silent motor costs one tick, not several.
     - ``aggregate_fn_name``: how a chunk merges with queued actions for the same timesteps (LeRobot's
       async names, or ``"temporal_ensemble"`` with ``temporal_ensemble_coeff``).
     - ``realtime``: ask for SCHED_FIFO at ``priority``; ``cpu`` pins the thread; ``lock_memory``
@@ -129,6 +131,7 @@ class ControlLoop:
         bus_fault_ticks: int = 3,
         overrun_ticks: int = 5,
         read_retries: int = 0,
+        latency_margin_ms: float | None = None,
         aggregate_fn_name: str = "weighted_average",
         temporal_ensemble_coeff: float = 0.01,
         queue_capacity: int = 1024,
@@ -188,6 +191,7 @@ class ControlLoop:
             cpu=-1 if cpu is None else cpu,
             lock_memory=lock_memory,
             read_retries=read_retries,
+            latency_margin_ms=-1.0 if latency_margin_ms is None else float(latency_margin_ms),
             write_goals=write_goals,
             bus_fault_ticks=bus_fault_ticks,
             action_timeout_ticks=timeout_ticks,
@@ -239,6 +243,10 @@ class ControlLoop:
     @property
     def running(self) -> bool:
         return self._loop.running
+
+    @property
+    def period_ns(self) -> int:
+        return self._loop.period_ns
 
     def __enter__(self) -> ControlLoop:
         self.start()

@@ -113,6 +113,12 @@ class MotorUnits:
         raw = unnormalize_values(
             self._names, array.tolist(), self.modes, self._max_res, SO101_SIM_CALIBRATION, True, "SO-101 sim"
         )
+        return self.radians_from_raw(raw)
+
+    @staticmethod
+    def radians_from_raw(raw: Sequence[float] | np.ndarray) -> np.ndarray:
+        """Joint angles (radians) of raw goal positions (encoder steps, homing offset 0), held inside
+        the calibrated ranges as the servos' position limits hold them."""
         raw = np.clip(np.asarray(raw, dtype=np.float64), _RAW_MIN, _RAW_MAX)
         return (raw - _ZERO) / STEPS_PER_RAD
 

@@ -185,16 +185,23 @@ class SO101PushEnv(gym.Env):
                     f"the action has no {', '.join(missing)} (it has: {', '.join(map(str, action))})"
                 )
             action = [action[name] for name in STATE_NAMES]
-        goals = self.units.to_radians(np.asarray(action, dtype=np.float64).reshape(-1))
+        reward, terminated, truncated = self.step_joint_goals(
+            self.units.to_radians(np.asarray(action, dtype=np.float64).reshape(-1))
+        )
+        return self._observation(), reward, terminated, truncated, self._info()
+
+    def step_joint_goals(self, goals: np.ndarray) -> tuple[float, bool, bool]:
+        """One control period with the joints' position servos aimed at `goals` (radians): what
+        ``step`` does after converting its action, for a caller that holds goals in encoder terms (the
+        simulated twin, whose goals arrive as Goal_Position registers). Returns (reward, terminated,
+        truncated)."""
         self.data.ctrl[:] = goals
         mujoco.mj_step(self.model, self.data, nstep=SUBSTEPS)
         self._steps += 1
         distance = self._distance()
         self._success = distance <= SUCCESS_RADIUS
         reward = 1.0 if self._success else float(np.clip(1.0 - distance / self._start_distance, 0.0, 1.0))
-        terminated = self._success
-        truncated = self._steps >= self.episode_length
-        return self._observation(), reward, terminated, truncated, self._info()
+        return reward, self._success, self._steps >= self.episode_length
 
     def _info(self) -> dict:
         return {"is_success": self._success, "distance": self._distance()}

@@ -14,26 +14,37 @@ LeRobot's register names, moves positions toward goals while torque is on (first
 --robot.type=so101_follower`` runs one from the command line, with the fault commands of
 :mod:`dexloop.sim.commands` on its stdin.
 
-Presets use LeRobot's motor names, ids and models: ``so100_follower`` / ``so101_follower`` /
-``so100_leader`` / ``so101_leader`` (6 x sts3215), ``koch_follower`` (xl430-w250 x 2, xl330-m288 x 4),
-``koch_leader`` (6 x xl330-m077), and ALOHA arms (LeRobot has no ALOHA class any more; the layout is
-the legacy one: ``aloha_follower`` is a ViperX 300 with xm540-w270 x 7 and xm430-w350 for wrist_rotate
-and gripper, ``aloha_leader`` a WidowX 250 with xm430-w350 x 7, xl430-w250 wrist_rotate, xc430-w150
-gripper; shoulder and elbow each have a shadow motor). Short names: ``so100``, ``so101``, ``koch``
-and ``aloha`` are the followers.
+The arms come from :mod:`dexloop.robots.presets` (LeRobot's motor names, ids and models; LeRobot has
+no ALOHA class any more, so ALOHA's layout is the legacy one: ``aloha_follower`` is a ViperX 300 with
+xm540-w270 x 7 and xm430-w350 for wrist_rotate and gripper, ``aloha_leader`` a WidowX 250 with
+xm430-w350 x 7, xl430-w250 wrist_rotate, xc430-w150 gripper; shoulder and elbow each have a shadow
+motor). Short names: ``so100``, ``so101``, ``koch`` and ``aloha`` are the followers.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 from dexloop._core.sim import ALL_MOTORS, UNTIL_CLEARED, ServoSimulator
 
+# The arms are dexloop.robots' knowledge; the simulator builds its twins from their presets.
+from dexloop.robots.presets import (
+    ALIASES,
+    ALOHA_JOINTS,
+    PRESETS,
+    SO_JOINTS,
+    MotorPreset,
+    RobotPreset,
+    preset,
+)
+
 __all__ = [
+    "ALIASES",
     "ALL_MOTORS",
+    "ALOHA_JOINTS",
     "PRESETS",
+    "SO_JOINTS",
     "UNTIL_CLEARED",
     "MotorPreset",
     "RobotPreset",
@@ -42,103 +53,6 @@ __all__ = [
     "preset",
     "simulated_bus",
 ]
-
-
-@dataclass(frozen=True)
-class MotorPreset:
-    name: str
-    id: int
-    model: str
-
-
-@dataclass(frozen=True)
-class RobotPreset:
-    name: str
-    protocol: str  # "feetech", "feetech_scs" or "dynamixel"
-    motors: tuple[MotorPreset, ...]
-    description: str
-
-    @property
-    def motor_names(self) -> list[str]:
-        return [motor.name for motor in self.motors]
-
-
-SO_JOINTS = ("shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper")
-ALOHA_JOINTS = (
-    "waist",
-    "shoulder",
-    "shoulder_shadow",
-    "elbow",
-    "elbow_shadow",
-    "forearm_roll",
-    "wrist_angle",
-    "wrist_rotate",
-    "gripper",
-)
-
-
-def _arm(
-    name: str, protocol: str, models: list[str], joints: tuple[str, ...], description: str
-) -> RobotPreset:
-    motors = tuple(
-        MotorPreset(joint, i + 1, model) for i, (joint, model) in enumerate(zip(joints, models, strict=True))
-    )
-    return RobotPreset(name, protocol, motors, description)
-
-
-_SO = ["sts3215"] * 6
-_KOCH_FOLLOWER = ["xl430-w250", "xl430-w250", "xl330-m288", "xl330-m288", "xl330-m288", "xl330-m288"]
-_ALOHA_FOLLOWER = ["xm540-w270"] * 7 + ["xm430-w350", "xm430-w350"]
-_ALOHA_LEADER = ["xm430-w350"] * 7 + ["xl430-w250", "xc430-w150"]
-
-PRESETS: dict[str, RobotPreset] = {
-    preset.name: preset
-    for preset in [
-        _arm("so100_follower", "feetech", _SO, SO_JOINTS, "SO-100 follower arm: 6 x Feetech STS3215"),
-        _arm("so100_leader", "feetech", _SO, SO_JOINTS, "SO-100 leader arm: 6 x Feetech STS3215"),
-        _arm("so101_follower", "feetech", _SO, SO_JOINTS, "SO-101 follower arm: 6 x Feetech STS3215"),
-        _arm("so101_leader", "feetech", _SO, SO_JOINTS, "SO-101 leader arm: 6 x Feetech STS3215"),
-        _arm(
-            "koch_follower",
-            "dynamixel",
-            _KOCH_FOLLOWER,
-            SO_JOINTS,
-            "Koch v1.1 follower arm: Dynamixel XL430-W250 x 2, XL330-M288 x 4",
-        ),
-        _arm(
-            "koch_leader", "dynamixel", ["xl330-m077"] * 6, SO_JOINTS, "Koch v1.1 leader arm: 6 x XL330-M077"
-        ),
-        _arm(
-            "aloha_follower",
-            "dynamixel",
-            _ALOHA_FOLLOWER,
-            ALOHA_JOINTS,
-            "ALOHA follower arm (ViperX 300): XM540-W270 x 7, XM430-W350 x 2",
-        ),
-        _arm(
-            "aloha_leader",
-            "dynamixel",
-            _ALOHA_LEADER,
-            ALOHA_JOINTS,
-            "ALOHA leader arm (WidowX 250): XM430-W350 x 7, XL430-W250, XC430-W150",
-        ),
-    ]
-}
-ALIASES = {
-    "so100": "so100_follower",
-    "so101": "so101_follower",
-    "koch": "koch_follower",
-    "aloha": "aloha_follower",
-}
-
-
-def preset(robot: str) -> RobotPreset:
-    """The preset named `robot` (a preset name or one of the short names so100, so101, koch, aloha)."""
-    key = ALIASES.get(robot, robot)
-    if key not in PRESETS:
-        choices = ", ".join([*ALIASES, *PRESETS])
-        raise ValueError(f"unknown robot {robot!r}: choose one of {choices}")
-    return PRESETS[key]
 
 
 class SimulatedBus:

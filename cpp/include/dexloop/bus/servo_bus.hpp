@@ -73,6 +73,10 @@ class ServoBus {
   bool is_open() const { return port_.is_open(); }
   const std::string& port_path() const { return path_; }
   const BusOptions& options() const { return options_; }
+  // The allowance beyond each transaction's wire time (BusOptions::latency_margin_ms). A control
+  // loop shortens it while it runs, so that a silent motor costs it one tick, not many. Not
+  // thread-safe: call it while no transaction runs.
+  void set_latency_margin_ms(double margin_ms) { options_.latency_margin_ms = margin_ms; }
   int baudrate() const { return options_.baudrate; }
   void set_baudrate(int baudrate);
   bool low_latency() const { return port_.low_latency(); }

@@ -62,6 +62,9 @@ struct ControlLoopOptions {
   int64_t spin_ns = 100'000;  // poll the clock for the last 100 us before each deadline
   RealtimeRequest realtime;
   int read_retries = 0;
+  // The bus's latency margin while the loop runs (< 0: the bus's own). A read deadline beyond the
+  // period makes every failed read an overrun.
+  double latency_margin_ms = -1.0;
   bool fast_sync_read = false;  // Dynamixel FAST_SYNC_READ
   bool write_goals = true;      // false: read and publish only
   int bus_fault_ticks = 3;
@@ -188,6 +191,7 @@ class ControlLoop {
   std::atomic<bool> clear_requested_{false};
   std::atomic<bool> torque_on_requested_{false};
   std::atomic<uint32_t> faults_{0};
+  double saved_latency_margin_ms_ = 0.0;
 
   // Tick-thread state (preallocated).
   uint8_t ids_[kMaxJoints] = {};

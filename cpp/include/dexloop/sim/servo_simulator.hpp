@@ -42,7 +42,9 @@ struct SimulatorOptions {
   // The baud rate the motors are set to (their Baud_Rate register). A pty carries bytes at any
   // speed, so this only matters with `emulate_wire_time` or `match_baudrate`.
   int baudrate = 1'000'000;
-  // First-order time constant of the position response to a new goal, in seconds (0: instant).
+  // First-order time constant of the position response to a new goal, in seconds (0: instant;
+  // +infinity: the motors never move by themselves, as when a physics engine owns the joints and
+  // sets their positions with set_actual_position()).
   double time_constant_s = 0.040;
   // Delay each reply by its time on the wire (bytes x 10 bits / baud) on top of the return delay.
   bool emulate_wire_time = false;

@@ -1,0 +1,1 @@
+"""Robots with LeRobot's ``Robot`` interface on dexloop's bus driver, their presets, and simulated twins."""
