@@ -13,8 +13,7 @@
 
 #include "bindings.hpp"
 #include "dexloop/bus/control_table.hpp"
-#include "dexloop/bus/dynamixel_protocol.hpp"
-#include "dexloop/bus/feetech_protocol.hpp"
+#include "dexloop/bus/failure_text.hpp"
 #include "dexloop/bus/servo_bus.hpp"
 #include "dexloop/error.hpp"
 
@@ -44,73 +43,22 @@ const char* vendor_name(Vendor vendor) {
   return vendor == Vendor::kFeetech ? "feetech" : "dynamixel";
 }
 
-std::string servo_error_text(Vendor vendor, uint8_t error) {
-  std::string text;
-  auto add = [&](const char* name) { text += text.empty() ? name : std::string(", ") + name; };
-  if (vendor == Vendor::kFeetech) {
-    if (error & bus::feetech::kErrorVoltage) add("input voltage");
-    if (error & bus::feetech::kErrorAngleSensor) add("angle sensor");
-    if (error & bus::feetech::kErrorOverheat) add("overheating");
-    if (error & bus::feetech::kErrorOverCurrent) add("over-current");
-    if (error & bus::feetech::kErrorOverload) add("overload");
-  } else {
-    static const char* numbers[] = {"",           "result fail", "instruction error",
-                                    "CRC error",  "data range",  "data length",
-                                    "data limit", "access error"};
-    if ((error & 0x7F) != 0 && (error & 0x7F) < 8) add(numbers[error & 0x7F]);
-    if (error & bus::dynamixel::kErrorAlert) add("hardware alert (see Hardware_Error_Status)");
-  }
-  return text.empty() ? "unknown error" : text;
-}
-
-// Raises the exception a failed status stands for.
+// Raises the exception a failed status stands for, with the core's text for it.
 void check(const ServoBus& servo_bus, const Result& result, const std::string& operation) {
   if (result.ok()) return;
-  std::string where = std::string(vendor_name(servo_bus.options().vendor)) + " bus " +
-                      servo_bus.port_path() + ": " + operation;
-  std::string tries =
-      " after " + std::to_string(result.attempts) + (result.attempts == 1 ? " try" : " tries");
-  std::string motor = " motor " + std::to_string(result.id);
-  switch (result.status) {
-    case Status::kTimeout:
-      throw BusTimeoutError(where + ": no status packet from" + motor + tries + " (deadline " +
-                            std::to_string(servo_bus.options().latency_margin_ms) +
-                            " ms beyond the wire time)");
-    case Status::kCorrupt:
-      throw BusProtocolError(where +
-                             ": corrupt status packet (checksum or truncation) while waiting for" +
-                             motor + tries);
-    case Status::kWrongId:
-      throw BusProtocolError(where + ": a reply from another id came while waiting for" + motor +
-                             tries);
-    case Status::kBadLength:
-      throw BusProtocolError(
-          where + ": status packet of" + motor + " has the wrong length" +
-          (result.servo_error != 0
-               ? " and reports " + servo_error_text(servo_bus.options().vendor, result.servo_error)
-               : std::string()) +
-          tries);
-    case Status::kServoError:
-      throw ServoError(where + ":" + motor + " reports " +
-                       servo_error_text(servo_bus.options().vendor, result.servo_error) +
-                       " (error byte 0x" +
-                       [&] {
-                         char hex[3];
-                         std::snprintf(hex, sizeof(hex), "%02X", result.servo_error);
-                         return std::string(hex);
-                       }() +
-                       ")");
-    case Status::kPortError:
-      throw BusError(where + ": the serial port failed (unplugged, or not open)");
-    case Status::kTxError:
-      throw nb::value_error((where + ": invalid arguments for the instruction").c_str());
-    case Status::kResyncFailed:
-      throw BusTimeoutError(where +
-                            ": the line could not be resynchronised after an earlier failure" +
-                            " (no answer from" + motor + " to the fence read" + tries +
-                            "; replies to an abandoned transaction may still be arriving)");
-    case Status::kOk:
-      return;
+  const std::string text = bus::failure_text(servo_bus, result, operation);
+  switch (bus::failure_kind(result.status)) {
+    case bus::FailureKind::kTimeout:
+      throw BusTimeoutError(text);
+    case bus::FailureKind::kProtocol:
+      throw BusProtocolError(text);
+    case bus::FailureKind::kServo:
+      throw ServoError(text);
+    case bus::FailureKind::kInvalidArgument:
+      throw nb::value_error(text.c_str());
+    case bus::FailureKind::kPort:
+    case bus::FailureKind::kNone:
+      throw BusError(text);
   }
 }
 

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "bindings.hpp"
+#include "dexloop/bus/failure_text.hpp"
 #include "dexloop/bus/normalization.hpp"
 #include "dexloop/bus/servo_bus.hpp"
 #include "dexloop/control/action_queue.hpp"
@@ -214,6 +215,20 @@ nb::dict snapshot_dict(const ControlLoop& loop) {
   return d;
 }
 
+// dexloop.errors' class for each kind (what the bus's own calls would raise).
+const char* failure_kind_name(bus::FailureKind kind) {
+  switch (kind) {
+    case bus::FailureKind::kTimeout:
+      return "BusTimeoutError";
+    case bus::FailureKind::kProtocol:
+      return "BusProtocolError";
+    case bus::FailureKind::kServo:
+      return "ServoError";
+    default:
+      return "BusError";
+  }
+}
+
 }  // namespace
 
 void register_control(nb::module_& module) {
@@ -381,12 +396,16 @@ void register_control(nb::module_& module) {
             nb::dict d;
             d["tick"] = failure.tick;
             d["status"] = bus::status_name(failure.result.status);
+            d["kind"] = failure_kind_name(bus::failure_kind(failure.result.status));
+            d["message"] =
+                bus::failure_text(loop.servo_bus(), failure.result, "sync_read Present_Position");
             d["motor_id"] = failure.result.id;
             d["servo_error"] = failure.result.servo_error;
             d["attempts"] = failure.result.attempts;
             return d;
           },
-          "{tick, status, motor_id, servo_error, attempts} of the last failed read, or None.")
+          "{tick, status, kind, message, motor_id, servo_error, attempts} of the last failed read, "
+          "or None.")
       .def("snapshot", &snapshot_dict,
            "The newest tick's {tick, deadline_ns, read_started_ns, read_finished_ns, "
            "present_valid, goal_valid, action_timestep, faults, torque_enabled, present, goal}.")

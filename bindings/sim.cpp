@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "bindings.hpp"
-#include "dexloop/sim/servo_simulator.hpp"
+#include "dexloop/servo_sim/servo_simulator.hpp"
 
 namespace nb = nanobind;
 using namespace nb::literals;
@@ -21,24 +21,24 @@ using namespace nb::literals;
 namespace dexloop::bindings {
 namespace {
 
-using sim::ServoSimulator;
+using servo_sim::ServoSimulator;
 
 // None means every motor.
-int target(std::optional<int> id) { return id ? *id : sim::kAllMotors; }
+int target(std::optional<int> id) { return id ? *id : servo_sim::kAllMotors; }
 
 void make_simulator(ServoSimulator* self, const std::string& protocol,
                     const std::vector<std::pair<int, std::string>>& motors, int baudrate,
                     double time_constant_s, bool emulate_wire_time, bool match_baudrate,
                     uint64_t seed) {
-  std::vector<sim::MotorSpec> specs;
+  std::vector<servo_sim::MotorSpec> specs;
   for (const auto& [id, model] : motors) specs.push_back({id, model});
-  sim::SimulatorOptions options;
+  servo_sim::SimulatorOptions options;
   options.baudrate = baudrate;
   options.time_constant_s = time_constant_s;
   options.emulate_wire_time = emulate_wire_time;
   options.match_baudrate = match_baudrate;
   options.seed = seed;
-  new (self) ServoSimulator(sim::parse_protocol(protocol), std::move(specs), options);
+  new (self) ServoSimulator(servo_sim::parse_protocol(protocol), std::move(specs), options);
 }
 
 void stop(ServoSimulator& self) {
@@ -49,8 +49,8 @@ void stop(ServoSimulator& self) {
 }  // namespace
 
 void register_sim(nb::module_& module) {
-  module.attr("ALL_MOTORS") = sim::kAllMotors;
-  module.attr("UNTIL_CLEARED") = sim::kUntilCleared;
+  module.attr("ALL_MOTORS") = servo_sim::kAllMotors;
+  module.attr("UNTIL_CLEARED") = servo_sim::kUntilCleared;
 
   nb::class_<ServoSimulator>(
       module, "ServoSimulator",
@@ -67,7 +67,7 @@ void register_sim(nb::module_& module) {
       .def_prop_ro("port", &ServoSimulator::port_path, "The pty slave path a driver opens.")
       .def_prop_ro("protocol",
                    [](const ServoSimulator& self) {
-                     return std::string(sim::protocol_name(self.protocol()));
+                     return std::string(servo_sim::protocol_name(self.protocol()));
                    })
       .def_prop_ro("running", &ServoSimulator::running)
       .def_prop_ro("ids", &ServoSimulator::ids, "Current motor ids (they follow ID writes).")
@@ -179,7 +179,7 @@ void register_sim(nb::module_& module) {
       .def_prop_ro("replies_sent", &ServoSimulator::replies_sent)
       .def("reset_counters", &ServoSimulator::reset_counters)
       .def("__repr__", [](const ServoSimulator& self) {
-        return "ServoSimulator(" + std::string(sim::protocol_name(self.protocol())) + ", " +
+        return "ServoSimulator(" + std::string(servo_sim::protocol_name(self.protocol())) + ", " +
                std::to_string(self.ids().size()) + " motors, port='" + self.port_path() + "')";
       });
 

@@ -26,7 +26,9 @@ usage() {
 usage: bash tools/dev.sh <command>
   demo             build everything, load the shipped LeRobot dataset and print an item, record
                    demonstrations from a simulated SO-101 servo bus and read them back, then the learning
-                   workflow in MuJoCo: record expert demonstrations, train ACT, evaluate it, write a report
+                   workflow in MuJoCo: record expert demonstrations, train ACT, evaluate it, export it to
+                   ONNX, deploy it through a policy server and the C++ control loop on the simulated arm,
+                   write a report
   test             build everything, then run the C++ tests (ctest) and pytest
   setup            only build
   lint             ruff check, ruff format --check and clang-format --dry-run -Werror over the repo

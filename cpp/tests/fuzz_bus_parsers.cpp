@@ -22,7 +22,7 @@
 #include "dexloop/bus/dynamixel_protocol.hpp"
 #include "dexloop/bus/feetech_protocol.hpp"
 #include "dexloop/bus/servo_bus.hpp"
-#include "dexloop/sim/servo_simulator.hpp"
+#include "dexloop/servo_sim/servo_simulator.hpp"
 #include "scripted_peer.hpp"
 
 namespace {
@@ -181,9 +181,10 @@ int main(int argc, char** argv) {
 
   // 3. The simulator fed garbage instructions keeps serving valid ones.
   long garbage = 0;
-  for (auto protocol : {dexloop::sim::Protocol::kFeetech, dexloop::sim::Protocol::kDynamixel}) {
-    const bool feetech_bus = protocol == dexloop::sim::Protocol::kFeetech;
-    dexloop::sim::ServoSimulator sim(
+  for (auto protocol :
+       {dexloop::servo_sim::Protocol::kFeetech, dexloop::servo_sim::Protocol::kDynamixel}) {
+    const bool feetech_bus = protocol == dexloop::servo_sim::Protocol::kFeetech;
+    dexloop::servo_sim::ServoSimulator sim(
         protocol,
         {{1, feetech_bus ? "sts3215" : "xl330-m288"}, {2, feetech_bus ? "sts3215" : "xl330-m288"}},
         {});

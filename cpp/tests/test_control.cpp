@@ -17,7 +17,7 @@
 #include "dexloop/control/safety.hpp"
 #include "dexloop/control/seqlock.hpp"
 #include "dexloop/error.hpp"
-#include "dexloop/sim/servo_simulator.hpp"
+#include "dexloop/servo_sim/servo_simulator.hpp"
 
 namespace dexloop::control {
 namespace {
@@ -302,14 +302,14 @@ class LoopOnSimulator : public ::testing::Test {
  protected:
   static constexpr int kJoints = 6;
   LoopOnSimulator()
-      : sim_(sim::Protocol::kFeetech, motors(), sim::SimulatorOptions{}),
+      : sim_(servo_sim::Protocol::kFeetech, motors(), servo_sim::SimulatorOptions{}),
         bus_(sim_.port_path(), bus::BusOptions{}) {
     sim_.start();
     bus_.open();
     for (int id = 1; id <= kJoints; ++id) sim_.write_register(id, "Torque_Enable", 1);
   }
-  static std::vector<sim::MotorSpec> motors() {
-    std::vector<sim::MotorSpec> specs;
+  static std::vector<servo_sim::MotorSpec> motors() {
+    std::vector<servo_sim::MotorSpec> specs;
     for (int id = 1; id <= kJoints; ++id) specs.push_back({id, "sts3215"});
     return specs;
   }
@@ -340,7 +340,7 @@ class LoopOnSimulator : public ::testing::Test {
     return done();
   }
 
-  sim::ServoSimulator sim_;
+  servo_sim::ServoSimulator sim_;
   bus::ServoBus bus_;
 };
 

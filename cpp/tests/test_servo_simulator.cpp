@@ -17,9 +17,9 @@
 #include "dexloop/bus/dynamixel_protocol.hpp"
 #include "dexloop/bus/encoding.hpp"
 #include "dexloop/bus/feetech_protocol.hpp"
-#include "dexloop/sim/servo_simulator.hpp"
+#include "dexloop/servo_sim/servo_simulator.hpp"
 
-namespace dexloop::sim {
+namespace dexloop::servo_sim {
 namespace {
 
 namespace feetech = bus::feetech;
@@ -832,4 +832,4 @@ TEST(ServoSimulator, IntrospectionBypassesTheBus) {
 }
 
 }  // namespace
-}  // namespace dexloop::sim
+}  // namespace dexloop::servo_sim

@@ -9,6 +9,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from support import LEROBOT_DATA
 
 from dexloop.datasets import LeRobotDataset, LeRobotDatasetMetadata
 from dexloop.errors import (
@@ -20,7 +21,6 @@ from dexloop.errors import (
     VideoDecodeError,
 )
 
-from conftest import LEROBOT_DATA
 from fake_hub import FakeHub
 
 VIDEO = "videos/observation.images.top/chunk-000/file-001.mp4"

@@ -6,11 +6,10 @@ from __future__ import annotations
 import pickle
 
 import torch
+from support import LEROBOT_DATA, assert_same_values
 
 from dexloop.datasets import LeRobotDataset
 from dexloop.datasets.collate import Sample
-
-from conftest import LEROBOT_DATA, assert_same_values
 
 collate = torch.utils.data.default_collate
 DELTAS = {"action": [k / 30 for k in range(4)], "observation.images.top": [-1 / 30, 0.0]}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from support import LEROBOT_DATA
 
 from dexloop.datasets.compute_stats import (
     compute_episode_stats,
@@ -15,8 +16,6 @@ from dexloop.datasets.compute_stats import (
     numeric_stats,
     sample_indices,
 )
-
-from conftest import LEROBOT_DATA
 
 REFERENCE = np.load(LEROBOT_DATA / "compute_stats_reference.npz")
 NUMERIC = sorted({key.split("/")[1] for key in REFERENCE.files if key.startswith("numeric/")})

@@ -18,14 +18,13 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
+from support import DATA, LEROBOT_DATA, LEROBOT_V21_DATA, tree_digest, writable_copy
 from test_lerobot_parity import Expected, assert_item_equal
 
 from dexloop.datasets import LeRobotDataset
 from dexloop.datasets.tools import convert_dataset_v21_to_v30
 from dexloop.errors import DatasetError, DatasetExistsError, DatasetVersionError
 from dexloop.video import VideoDecoder
-
-from conftest import DATA, LEROBOT_DATA, LEROBOT_V21_DATA, tree_digest, writable_copy
 
 CONVERTED = DATA / "lerobot_convert"
 REFERENCE = CONVERTED / "v21_0"

@@ -23,11 +23,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 import torch
+from support import assert_same_values, requires_ffmpeg
 
 from dexloop.datasets import LeRobotDataset
 from dexloop.errors import DexloopError
 
-from conftest import assert_same_values, requires_ffmpeg
 from synth import CameraSpec, assert_painted_frame, write_v3_dataset
 
 FPS = 10

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from support import LEROBOT_DATA, assert_same_values
 
 from dexloop.datasets import LeRobotDataset
-
-from conftest import LEROBOT_DATA, assert_same_values
 
 DELTAS = {
     "observation.state": [-0.1, -1 / 30, 0.0],

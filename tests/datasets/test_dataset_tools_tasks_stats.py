@@ -15,14 +15,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from support import DATA, LEROBOT_DATA, LEROBOT_V21_DATA, tree_digest, writable_copy
 
 from dexloop.cli.dataset import main as dataset_cli
 from dexloop.datasets.compute_stats import estimate_num_samples
 from dexloop.datasets.tools import modify_tasks, recompute_stats
 from dexloop.datasets.tools import tasks as tasks_module
 from dexloop.errors import DatasetArgumentError, DatasetError
-
-from conftest import DATA, LEROBOT_DATA, LEROBOT_V21_DATA, tree_digest, writable_copy
 
 REFERENCES = DATA / "lerobot_tasks_stats"
 DATASETS = sorted(p.name for p in LEROBOT_DATA.iterdir() if (p / "meta/info.json").is_file())

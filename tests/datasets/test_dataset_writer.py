@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
+from support import LEROBOT_DATA
 
 from dexloop.datasets import LeRobotDataset
 from dexloop.datasets.dataset_writer import video_info
@@ -34,7 +35,6 @@ from dexloop.errors import (
 )
 from dexloop.video.encoder import RGBEncoderConfig
 
-from conftest import LEROBOT_DATA
 from reference_recordings import DATASETS, build_features, paint_frame, record
 
 SMALL_CAMERA_ENCODER = {"vcodec": "h264", "pix_fmt": "yuv420p", "g": 2, "crf": 23}

@@ -18,6 +18,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
+from support import DATA, assert_same_values
 
 from dexloop._core.video import VideoDecoder
 from dexloop.datasets import LeRobotDataset
@@ -26,8 +27,6 @@ from dexloop.datasets.depth import dequantize_depth, quantize_depth
 from dexloop.errors import DatasetArgumentError, DatasetError, DatasetFrameError
 from dexloop.video.decoder import decode_video_frames
 from dexloop.video.encoder import DepthEncoderConfig, RGBEncoderConfig
-
-from conftest import DATA, assert_same_values
 
 REFERENCE = DATA / "lerobot_depth"
 REPO_ID = "dexloop/depth_fps10"

@@ -8,12 +8,12 @@ import json
 
 import numpy as np
 import pytest
+from support import LEROBOT_DATA
 
 from dexloop.datasets.frame_validation import validate_frame
 from dexloop.errors import DatasetError, DatasetFrameError
 
 import frame_validation_cases as CASES
-from conftest import LEROBOT_DATA
 
 REFERENCE = json.loads((LEROBOT_DATA / "frame_validation_reference.json").read_text())
 

@@ -10,11 +10,10 @@ import shutil
 from pathlib import Path
 
 import pytest
+from support import LEROBOT_DATA
 
 from dexloop.datasets import LeRobotDataset
 from dexloop.errors import DexloopError
-
-from conftest import LEROBOT_DATA
 
 TARGETS = [
     "meta/info.json",

@@ -13,10 +13,10 @@ import shutil
 from pathlib import Path
 
 import pytest
+from support import LEROBOT_DATA
 
 from dexloop.datasets import LeRobotDataset
 
-from conftest import LEROBOT_DATA
 from fake_hub import FakeHub
 
 REMOTE = LEROBOT_DATA / "two_cams_fps10"

@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from support import assert_same_values, requires_ffmpeg
 
 from dexloop.datasets import LeRobotDataset
 
-from conftest import assert_same_values, requires_ffmpeg
 from synth import (
     CameraSpec,
     assert_painted_frame,

@@ -14,14 +14,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from support import LEROBOT_DATA, LEROBOT_V21_DATA
 
 import dexloop.datasets.lerobot_dataset as lerobot_dataset_module
 from dexloop.datasets import LeRobotDataset, LeRobotDatasetMetadata, MultiLeRobotDataset
 from dexloop.datasets.dataset_metadata import LeRobotDatasetMetadata as MetadataByLeRobotPath
 from dexloop.datasets.sampler import EpisodeAwareSampler, compute_sampler_state
 from dexloop.errors import DatasetArgumentError, DatasetError, DatasetReadOnlyError
-
-from conftest import LEROBOT_DATA, LEROBOT_V21_DATA
 
 REFERENCE = json.loads((LEROBOT_DATA / "api_reference.json").read_text())
 MULTIFILE = LEROBOT_DATA / "fps50_multifile"

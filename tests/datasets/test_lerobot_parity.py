@@ -13,10 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from support import LEROBOT_DATA, LEROBOT_V21_DATA
 
 from dexloop.datasets import LeRobotDataset
-
-from conftest import LEROBOT_DATA, LEROBOT_V21_DATA
 
 V3_CASES = sorted(path.name.removesuffix(".json") for path in (LEROBOT_DATA / "expected").glob("*.json"))
 V21_CASES = sorted(path.name.removesuffix(".json") for path in (LEROBOT_V21_DATA / "expected").glob("*.json"))

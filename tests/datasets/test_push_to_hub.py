@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support import LEROBOT_DATA, assert_same_values, writable_copy
 
 from dexloop.datasets import LeRobotDataset, StreamingLeRobotDataset
 from dexloop.errors import DatasetUnfinishedError, DatasetUploadError
 
-from conftest import LEROBOT_DATA, assert_same_values, writable_copy
 from hub_server import LocalHub
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from support import LEROBOT_DATA, assert_same_values, writable_copy
 
 from dexloop.datasets import LeRobotDataset, StreamingLeRobotDataset
 from dexloop.errors import (
@@ -19,7 +20,6 @@ from dexloop.errors import (
     VideoDecodeError,
 )
 
-from conftest import LEROBOT_DATA, assert_same_values, writable_copy
 from hub_server import LocalHub
 
 

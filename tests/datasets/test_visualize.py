@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from support import LEROBOT_DATA
 
 from dexloop.cli import dataset as dataset_cli
 from dexloop.datasets import LeRobotDataset, LeRobotDatasetMetadata
@@ -38,7 +39,6 @@ from dexloop.datasets.tools.visualize import plot_episode, read_episode
 from dexloop.errors import DatasetArgumentError, DatasetError, DatasetIndexError, DatasetNotFoundError
 from dexloop.video.encoder import RGBEncoderConfig
 
-from conftest import LEROBOT_DATA
 from reference_recordings import DATASETS
 from synth import assert_painted_frame, paint_frame
 

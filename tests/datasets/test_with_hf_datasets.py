@@ -11,9 +11,8 @@ import datasets  # noqa: F401 - imported for its side effect: the Arrow extensio
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from support import LEROBOT_DATA
 from test_lerobot_parity import Expected, assert_item_equal
-
-from conftest import LEROBOT_DATA
 
 ND_CASES = [
     f"{name}__{query}" for name in ("nd_features", "h264_fps30") for query in ("plain", "window", "subset")

@@ -106,7 +106,7 @@ def config(export: Path, output: Path, **overrides) -> DeployConfig:
     return DeployConfig(**options)
 
 
-def check_episodes(report: dict) -> None:
+def check_episodes(report: dict, min_chunks: int = EPISODE_STEPS // (CHUNK // 2) - 2) -> None:
     assert report["n_episodes"] == 2 and report["pc_success"] == 0.0  # turning the base pushes no cube
     for episode in report["episodes"]:
         loop = episode["loop"]
@@ -115,6 +115,9 @@ def check_episodes(report: dict) -> None:
         # Chunks of 10 asked for at half a chunk left: after the first, the queue never runs dry.
         assert loop["starved_ticks"] <= 3, loop
         assert loop["action_age"]["count"] == loop["actions_taken"]
+        # A chunk whenever half of one is left (or, asked for every tick, most ticks), in every episode:
+        # a server that remembered the last episode's timesteps would admit only must-go observations.
+        assert loop["chunks_received"] >= min_chunks, loop
 
 
 def test_deploy_in_process_turns_the_base(export, tmp_path):
@@ -128,11 +131,13 @@ def test_deploy_in_process_turns_the_base(export, tmp_path):
     assert written["n_episodes"] == 2 and set(written["transport_latency_ms"]) >= {"infer", "total"}
 
 
-def test_deploy_through_a_policy_server(export, tmp_path):
+@pytest.mark.parametrize("every_tick", [False, True], ids=["threshold_0.5", "temporal_ensemble"])
+def test_deploy_through_a_policy_server(export, tmp_path, every_tick):
     policy = RuntimeChunkPolicy.load(export, threads=1)
+    options = {"aggregate_fn_name": "temporal_ensemble", "chunk_size_threshold": 1.0} if every_tick else {}
     with PolicyServer(policy, port=0, policy_name=str(export)) as server:
-        report = deploy_main(config(export, tmp_path, server=server.address))
-    check_episodes(report)
+        report = deploy_main(config(export, tmp_path, server=server.address, **options))
+    check_episodes(report, min_chunks=EPISODE_STEPS // 2 if every_tick else EPISODE_STEPS // (CHUNK // 2) - 2)
     assert report["transport"] == "grpc"
     assert report["transport_counters"]["chunks_received"] > 0
     stages = report["transport_latency_ms"]

@@ -8,6 +8,7 @@ import json
 
 import draccus
 import pytest
+from support import DATA
 
 from dexloop.errors import TrainingConfigError
 from dexloop.policies import make_policy_config
@@ -20,8 +21,6 @@ from dexloop.training.config import (
 )
 from dexloop.training.optimizers import AdamConfig, AdamWConfig
 from dexloop.training.schedulers import DiffuserSchedulerConfig
-
-from conftest import DATA
 
 REFERENCE = json.loads((DATA / "training" / "train_config.json").read_text())
 

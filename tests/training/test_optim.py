@@ -11,6 +11,7 @@ import draccus
 import pytest
 import torch
 from safetensors.torch import load_file
+from support import DATA
 
 from dexloop.errors import TrainingConfigError, TrainingStateError
 from dexloop.training.optimizers import (
@@ -28,8 +29,6 @@ from dexloop.training.schedulers import (
     load_scheduler_state,
     save_scheduler_state,
 )
-
-from conftest import DATA
 
 REFERENCE = DATA / "training"
 

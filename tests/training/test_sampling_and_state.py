@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
+from support import DATA
 
 from dexloop.datasets.sampler import EpisodeAwareSampler, compute_sampler_state
 from dexloop.errors import TrainingStateError
@@ -26,8 +27,6 @@ from dexloop.training.checkpoints import (
 )
 from dexloop.training.data import ShardedBatchSampler
 from dexloop.training.optimizers import AdamConfig
-
-from conftest import DATA
 
 REFERENCE = DATA / "training"
 STARTS, ENDS = [0, 7, 19, 20, 33], [7, 19, 20, 33, 45]

@@ -13,6 +13,7 @@ import sys
 import pytest
 import torch
 from safetensors.torch import load_file
+from support import DATA
 from training_cases import CAMERA_DATASET, TINY_ACT, as_json, camera_dataset, dataset_flags, state_dataset
 
 from dexloop.cli.train import main as train_main
@@ -22,8 +23,6 @@ from dexloop.training.config import TrainPipelineConfig, parse_train_config
 from dexloop.training.data import eval_indices, make_train_eval_datasets, split_episodes
 from dexloop.training.metrics import read_metrics
 from dexloop.training.train import train
-
-from conftest import DATA
 
 __all__ = ["camera_dataset", "state_dataset"]  # fixtures
 

@@ -8,13 +8,12 @@ import json
 import shutil
 
 import pytest
+from support import DATA
 from training_cases import REPO_ID, STATE_DATASET, state_dataset
 
 from dexloop.training.config import parse_train_config
 from dexloop.training.metrics import read_metrics
 from dexloop.training.train import train
-
-from conftest import DATA
 
 __all__ = ["state_dataset"]  # fixture
 

@@ -13,10 +13,9 @@ import sys
 import textwrap
 
 import numpy as np
+from support import LEROBOT_DATA
 
 from dexloop.video import DecoderPool
-
-from conftest import LEROBOT_DATA
 
 FRONT = LEROBOT_DATA / "two_cams_fps10/videos/observation.images.front/chunk-000/file-000.mp4"
 

@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from support import LEROBOT_DATA, requires_ffmpeg
 
 from dexloop.errors import FrameTimestampError, VideoDecodeError
 from dexloop.video import DecoderPool, VideoDecoder, decode_video_frames
 
-from conftest import LEROBOT_DATA, requires_ffmpeg
 from synth import CameraSpec, assert_painted_frame, write_v3_dataset
 
 FIXTURE_VIDEO = LEROBOT_DATA / "public_0/videos/observation.images.top/chunk-000/file-000.mp4"

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support import requires_ffmpeg
 
 from dexloop.errors import VideoEncodeError
 from dexloop.video import (
@@ -25,7 +26,6 @@ from dexloop.video import (
     rewrite_as_regular_mp4,
 )
 
-from conftest import requires_ffmpeg
 from synth import assert_painted_frame, paint_frame, probe_video
 
 pytestmark = requires_ffmpeg()

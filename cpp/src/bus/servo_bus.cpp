@@ -138,11 +138,6 @@ void ServoBus::expect_late(uint8_t id, size_t size) {
   line_unsure_ = true;
 }
 
-void ServoBus::expect_late(std::span<const uint8_t> ids, size_t size) {
-  for (uint8_t id : ids) late_lengths_[id] |= length_bit(size);
-  line_unsure_ = true;
-}
-
 void ServoBus::forget_responder_among(std::span<const uint8_t> expected, size_t answered) {
   // The next fence goes to a motor that did answer, not to one that may have gone silent.
   if (answered > 0) {
@@ -344,13 +339,31 @@ Status ServoBus::receive_frame(Clock::time_point deadline, bool fast, uint8_t* i
 
 Result ServoBus::transact(std::span<const uint8_t> request, std::span<const uint8_t> expected,
                           size_t reply_size, uint8_t* out, uint8_t* errors) {
+  uint16_t sizes[kMaxMotors + 1];
+  const size_t count = std::min(expected.size(), std::size(sizes));
+  std::fill(sizes, sizes + count, static_cast<uint16_t>(reply_size));
+  return transact(request, expected.first(count), std::span<const uint16_t>(sizes, count), out,
+                  errors);
+}
+
+Result ServoBus::transact(std::span<const uint8_t> request, std::span<const uint8_t> expected,
+                          std::span<const uint16_t> sizes, uint8_t* out, uint8_t* errors) {
   if (!expected.empty()) {
-    const Result fenced = resynchronize(expected, length_bit(reply_size));
+    uint64_t reply_lengths = 0;
+    for (uint16_t size : sizes) reply_lengths |= length_bit(size);
+    const Result fenced = resynchronize(expected, reply_lengths);
     if (!fenced.ok()) return fenced;
   }
+  // Replies that did not arrive may still be on their way, each with its own length.
+  const auto fail = [&](Status status, size_t k, uint8_t servo_error = 0) {
+    for (size_t i = k; i < expected.size(); ++i) expect_late(expected[i], sizes[i]);
+    synchronized_ = false;
+    forget_responder_among(expected, k);
+    return Result{status, expected[k], servo_error};
+  };
   if (!send(request)) {
-    if (!expected.empty()) expect_late(expected, reply_size);  // it may have gone out in part
-    return {Status::kPortError, expected.empty() ? uint8_t{0} : expected[0]};
+    if (expected.empty()) return {Status::kPortError, 0};
+    return fail(Status::kPortError, 0);  // it may have gone out in part
   }
   if (expected.empty()) {
     synchronized_ = true;
@@ -358,10 +371,11 @@ Result ServoBus::transact(std::span<const uint8_t> request, std::span<const uint
   }
   const size_t overhead =
       options_.vendor == Vendor::kFeetech ? feetech::kStatusOverhead : dynamixel::kStatusOverhead;
+  size_t reply_bytes = 0;
+  for (uint16_t size : sizes) reply_bytes += overhead + size;
   const Clock::time_point deadline =
-      Clock::now() +
-      to_duration(
-          timeout_ms(request.size(), expected.size() * (overhead + reply_size), expected.size()));
+      Clock::now() + to_duration(timeout_ms(request.size(), reply_bytes, expected.size()));
+  size_t at = 0;
   for (size_t k = 0; k < expected.size(); ++k) {
     uint8_t id = 0;
     uint8_t error = 0;
@@ -373,7 +387,7 @@ Result ServoBus::transact(std::span<const uint8_t> request, std::span<const uint
       const bool later = std::find(expected.begin() + static_cast<long>(k) + 1, expected.end(),
                                    id) != expected.end();
       status = later ? Status::kTimeout : Status::kWrongId;
-    } else if (status == Status::kOk && data.size() != reply_size) {
+    } else if (status == Status::kOk && data.size() != sizes[k]) {
       // Not this request's answer, or a Dynamixel servo's refusal (its error, no data; a damaged
       // request gets the CRC error): retried behind a fence either way, its error byte kept for
       // the message.
@@ -383,13 +397,10 @@ Result ServoBus::transact(std::span<const uint8_t> request, std::span<const uint
       if (status == Status::kCorrupt) ++traffic_.corrupt_replies;
       if (status == Status::kTimeout) ++traffic_.timeouts;
       if (status != Status::kPortError && frame_size_ > 0) consume_frame();
-      expect_late(expected.subspan(k), reply_size);
-      synchronized_ = false;
-      forget_responder_among(expected, k);
-      return {status, expected[k], status == Status::kBadLength ? error : uint8_t{0}};
+      return fail(status, k, status == Status::kBadLength ? error : uint8_t{0});
     }
-    if (reply_size > 0 && out != nullptr)
-      std::memcpy(out + k * reply_size, data.data(), reply_size);
+    if (sizes[k] > 0 && out != nullptr) std::memcpy(out + at, data.data(), sizes[k]);
+    at += sizes[k];
     if (errors != nullptr) errors[k] = error;
     consume_frame();
   }
@@ -457,58 +468,6 @@ Result ServoBus::transact_fast(std::span<const uint8_t> request, std::span<const
     const uint8_t* at = blocks.data() + k * block;
     if (errors != nullptr) errors[k] = at[0];
     if (out != nullptr) std::memcpy(out + k * reply_size, at + 2, reply_size);
-  }
-  last_responder_ = expected.back();
-  synchronized_ = rx_size_ == 0;
-  if (!synchronized_) line_unsure_ = true;
-  return {};
-}
-
-Result ServoBus::transact_bulk(std::span<const uint8_t> request, std::span<const uint8_t> expected,
-                               std::span<const uint16_t> sizes, uint8_t* out, uint8_t* errors) {
-  uint64_t reply_lengths = 0;
-  for (size_t i = 0; i < expected.size(); ++i) reply_lengths |= length_bit(sizes[i]);
-  const Result fenced = resynchronize(expected, reply_lengths);
-  if (!fenced.ok()) return fenced;
-  // Replies that did not arrive may still be on their way, each with its own length.
-  const auto fail = [&](Status status, size_t k, uint8_t servo_error = 0) {
-    for (size_t i = k; i < expected.size(); ++i) expect_late(expected[i], sizes[i]);
-    synchronized_ = false;
-    forget_responder_among(expected, k);
-    return Result{status, expected[k], servo_error};
-  };
-  if (!send(request)) return fail(Status::kPortError, 0);
-  size_t reply_bytes = 0;
-  size_t offsets[kMaxMotors];
-  for (size_t i = 0; i < expected.size(); ++i) {
-    offsets[i] = reply_bytes;
-    reply_bytes += sizes[i];
-  }
-  const Clock::time_point deadline =
-      Clock::now() + to_duration(timeout_ms(
-                         request.size(), reply_bytes + expected.size() * dynamixel::kStatusOverhead,
-                         expected.size()));
-  for (size_t k = 0; k < expected.size(); ++k) {
-    uint8_t id = 0;
-    uint8_t error = 0;
-    std::span<const uint8_t> data;
-    Status status = receive_frame(deadline, false, &id, &error, &data);
-    if (status == Status::kOk && id != expected[k]) {
-      const bool later = std::find(expected.begin() + static_cast<long>(k) + 1, expected.end(),
-                                   id) != expected.end();
-      status = later ? Status::kTimeout : Status::kWrongId;
-    } else if (status == Status::kOk && data.size() != sizes[k]) {
-      status = Status::kBadLength;  // as in transact()
-    }
-    if (status != Status::kOk) {
-      if (status == Status::kTimeout) ++traffic_.timeouts;
-      if (status == Status::kCorrupt) ++traffic_.corrupt_replies;
-      if (status != Status::kPortError && frame_size_ > 0) consume_frame();
-      return fail(status, k, status == Status::kBadLength ? error : uint8_t{0});
-    }
-    std::memcpy(out + offsets[k], data.data(), data.size());
-    if (errors != nullptr) errors[k] = error;
-    consume_frame();
   }
   last_responder_ = expected.back();
   synchronized_ = rx_size_ == 0;
@@ -670,7 +629,7 @@ Result ServoBus::bulk_read(std::span<const uint8_t> ids, std::span<const uint16_
   const size_t request = dynamixel::encode_bulk_read(ids, addresses, sizes, tx_);
   if (request == 0) return {Status::kTxError};
   Result result = with_retries(retries, [&] {
-    return transact_bulk(std::span<const uint8_t>(tx_, request), ids, sizes, out, errors);
+    return transact(std::span<const uint8_t>(tx_, request), ids, sizes, out, errors);
   });
   return result;
 }

@@ -188,6 +188,7 @@ class PolicyClient:
         backoff_max_s: float = 2.0,
         limits: Limits | None = None,
         latency_capacity: int = 4096,
+        latency: LatencyStats | None = None,
     ) -> None:
         if not callable(sink):
             raise AsyncInferenceConfigError(
@@ -207,7 +208,8 @@ class PolicyClient:
         self.chunk_size_threshold = float(chunk_size_threshold)
         self.backoff_initial_s = float(backoff_initial_s)
         self.backoff_max_s = float(backoff_max_s)
-        self.latency = LatencyStats(capacity=latency_capacity)
+        # Several clients may share one (a deployment opens a session per episode).
+        self.latency = latency if latency is not None else LatencyStats(capacity=latency_capacity)
         token = check_token(token)
         self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
         self._setup = setup_message(

@@ -384,19 +384,17 @@ class ControlLoop:
             motor_id = failure.get("motor_id")
             names = [name for name in self.motor_names if self.bus.motors[name].id == motor_id]
             motor = f"motor '{names[0]}' (id {motor_id})" if names else f"motor id {motor_id}"
-            status = failure.get("status", "unknown")
+            # The core's text of the failure (the same as the bus's own exception would carry).
             text = (
-                f"{where}: reads of Present_Position keep failing ({status} from {motor}, tick "
-                f"{failure.get('tick')}); the arm holds its last goal"
+                f"{where}: reads keep failing, the arm holds its last goal; the last, at tick "
+                f"{failure.get('tick')}, concerned {motor}: {failure.get('message', 'unknown failure')}"
             )
-            # The C++ core's status names (bus::status_name).
-            if status in ("timeout", "resynchronisation failed"):
-                raise BusTimeoutError(text)
-            if status in ("corrupt reply", "reply from a wrong id", "reply of a wrong length"):
-                raise BusProtocolError(text)
-            if status == "servo error":
-                raise ServoError(text + f" (error byte 0x{failure.get('servo_error', 0):02X})")
-            raise BusError(text)
+            error_class = {
+                "BusTimeoutError": BusTimeoutError,
+                "BusProtocolError": BusProtocolError,
+                "ServoError": ServoError,
+            }.get(failure.get("kind"), BusError)
+            raise error_class(text)
         reasons = {
             "action_timeout": "no fresh action within the action timeout (is the policy still sending chunks?)",
             "overrun": "ticks keep running past their deadline (the bus or the machine is too slow for this rate)",

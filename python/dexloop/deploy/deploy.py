@@ -206,6 +206,16 @@ def _run_episode(
     return stats
 
 
+def _sum_counters(counters: list[dict[str, Any]]) -> dict[str, Any]:
+    """The transport's counters over every session (numbers summed, the last session's state)."""
+    total: dict[str, Any] = {}
+    for entry in counters:
+        for key, value in entry.items():
+            summable = isinstance(value, int | float) and not isinstance(value, bool)
+            total[key] = total.get(key, 0) + value if summable else value
+    return total
+
+
 def _histogram_summary(episodes: list[dict[str, Any]], name: str) -> dict[str, float]:
     """The worst episode's percentiles of a loop histogram (conservative across episodes)."""
     keys = ("p50_us", "p99_us", "p99.9_us", "max_us")
@@ -237,19 +247,33 @@ def deploy_main(cfg: DeployConfig, twin: Any = None) -> dict[str, Any]:
     }
 
     sink = _EpisodeSink()
+    closed_counters: list[dict[str, Any]] = []
     if cfg.server:
-        from dexloop.async_inference.client import PolicyClient
+        from dexloop.async_inference.client import LatencyStats, PolicyClient
 
-        source: Any = PolicyClient(
-            cfg.server, cfg.token, sink=sink, fps=cfg.fps, chunk_size_threshold=threshold
-        )
+        latency = LatencyStats(capacity=1 << 16)
+
+        def open_source() -> Any:
+            # One session per episode: the server forgets the timesteps it predicted (the loop's count
+            # starts again) and the policy its observation history, as LeRobot's Ready() resets them.
+            client = PolicyClient(
+                cfg.server, cfg.token, sink=sink, fps=cfg.fps, chunk_size_threshold=threshold, latency=latency
+            )
+            client.connect()
+            return client
     else:
         from dexloop.async_inference.server import RuntimeChunkPolicy
         from dexloop.deploy.local_policy import LocalPolicy
 
         policy = RuntimeChunkPolicy.load(export, cfg.policy.backend, threads=cfg.policy.threads)
-        source = LocalPolicy(policy, sink=sink, chunk_size_threshold=threshold)
-    source.connect()
+        local = LocalPolicy(policy, sink=sink, chunk_size_threshold=threshold)
+        local.connect()
+
+        def open_source() -> Any:
+            local.reset()
+            return local
+
+    source = open_source()
 
     from dexloop.robots.so_follower import SOFollower, SOFollowerConfig
 
@@ -278,8 +302,11 @@ def deploy_main(cfg: DeployConfig, twin: Any = None) -> dict[str, Any]:
                 seed = cfg.seed + index
                 if twin is not None:
                     twin.reset(seed=seed)
-                if hasattr(source, "reset"):
-                    source.reset()
+                if index > 0:
+                    if cfg.server:
+                        closed_counters.append(source.counters())
+                        source.close()
+                    source = open_source()
                 start_state = twin.joint_state() if twin is not None else None
                 loop_stats = _run_episode(cfg, robot, twin, source, sink, loop_options)
                 episode = {
@@ -327,7 +354,7 @@ def deploy_main(cfg: DeployConfig, twin: Any = None) -> dict[str, Any]:
         "lateness_us": _histogram_summary(episodes, "lateness"),
         "action_age_us": _histogram_summary(episodes, "action_age"),
         "dropped_chunks": sink.dropped_chunks,
-        "transport_counters": source.counters(),
+        "transport_counters": _sum_counters([*closed_counters, source.counters()]),
         "transport_latency_ms": source.latency.percentiles(),
         "realtime": robot.loop.realtime_report if robot.loop is not None else None,
         "episodes": episodes,

@@ -135,23 +135,24 @@ class ServoBus {
 
  private:
   // One attempt: send `request` and wait for replies. `expected` ids reply in order of the list;
-  // a reply is a status packet whose data has `reply_size` bytes.
+  // reply k is a status packet whose data has `sizes[k]` bytes (BULK_READ: each its own), copied
+  // to `out` one after the other. The one transaction loop of every read.
+  Result transact(std::span<const uint8_t> request, std::span<const uint8_t> expected,
+                  std::span<const uint16_t> sizes, uint8_t* out, uint8_t* errors);
+  // The same when every reply has `reply_size` bytes (PING, READ, SYNC_READ; 0 for writes).
   Result transact(std::span<const uint8_t> request, std::span<const uint8_t> expected,
                   size_t reply_size, uint8_t* out, uint8_t* errors);
   Result write_instruction(uint8_t instruction, uint8_t id, uint16_t address,
                            std::span<const uint8_t> data, int retries);
   Result transact_fast(std::span<const uint8_t> request, std::span<const uint8_t> expected,
                        size_t reply_size, uint8_t* out, uint8_t* errors);
-  Result transact_bulk(std::span<const uint8_t> request, std::span<const uint8_t> expected,
-                       std::span<const uint16_t> sizes, uint8_t* out, uint8_t* errors);
   bool send(std::span<const uint8_t> request);
   size_t encode(uint8_t id, uint8_t instruction, std::span<const uint8_t> params,
                 std::span<uint8_t> out);
   size_t encode_read(uint8_t id, uint16_t address, uint16_t size, std::span<uint8_t> out);
 
   // --- Resynchronisation after a failure (see the top of this file).
-  // Replies of `ids` with `size` data bytes may still arrive: remember their shape.
-  void expect_late(std::span<const uint8_t> ids, size_t size);
+  // A reply of `id` with `size` data bytes may still arrive: remember its shape.
   void expect_late(uint8_t id, size_t size);
   // Before a transaction that expects replies from `expected` of the lengths in `reply_lengths`
   // (length_bit() mask): fences the line when a late reply could pass for one of them.

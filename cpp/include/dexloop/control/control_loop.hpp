@@ -138,6 +138,7 @@ class ControlLoop {
   ActionQueue& queue() { return queue_; }
   const ActionQueue& queue() const { return queue_; }
   const std::vector<LoopJoint>& joints() const { return joints_; }
+  const bus::ServoBus& servo_bus() const { return bus_; }
   const ControlLoopOptions& options() const { return options_; }
   const SafetyLimits& limits() const { return safety_.limits(); }
   int64_t period_ns() const { return period_ns_; }

@@ -21,7 +21,7 @@
 
 #include "dexloop/bus/control_table.hpp"
 
-namespace dexloop::sim {
+namespace dexloop::servo_sim {
 
 enum class Protocol : uint8_t {
   kFeetech,     // Feetech protocol 0: STS/SMS series, little-endian
@@ -150,4 +150,4 @@ class ServoSimulator {
   std::unique_ptr<Impl> impl_;
 };
 
-}  // namespace dexloop::sim
+}  // namespace dexloop::servo_sim
