@@ -3,7 +3,17 @@
 
 #include <nanobind/nanobind.h>
 
+#include <string>
+#include <variant>
+
+#include "dexloop/bus/protocol.hpp"
+
 namespace dexloop::bindings {
+
+// A protocol given from Python: the Protocol enum, or its name ("feetech", "feetech_scs",
+// "dynamixel") parsed by the core's one parser.
+using ProtocolArg = std::variant<bus::Protocol, std::string>;
+bus::Protocol protocol_from(const ProtocolArg& protocol);
 
 void register_errors(nanobind::module_& module);
 void register_video(nanobind::module_& module);

@@ -6,6 +6,7 @@
 #include <nanobind/stl/pair.h>
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/string_view.h>
+#include <nanobind/stl/variant.h>
 #include <nanobind/stl/vector.h>
 
 #include <string>
@@ -62,11 +63,20 @@ void check(const ServoBus& servo_bus, const Result& result, const std::string& o
   }
 }
 
+}  // namespace
+
+bus::Protocol protocol_from(const ProtocolArg& protocol) {
+  if (const auto* name = std::get_if<std::string>(&protocol)) return bus::parse_protocol(*name);
+  return std::get<bus::Protocol>(protocol);
+}
+
+namespace {
+
 // A running control loop owns the bus: a transaction from Python now would interleave with its
 // ticks on the wire and corrupt both.
 void require_unclaimed(const ServoBus& servo_bus, const std::string& operation) {
   if (!servo_bus.claimed()) return;
-  throw BusError(std::string(vendor_name(servo_bus.options().vendor)) + " bus " +
+  throw BusError(std::string(vendor_name(servo_bus.options().vendor())) + " bus " +
                  servo_bus.port_path() + ": " + operation +
                  " refused: a running control loop drives this bus (stop the loop first)");
 }
@@ -272,6 +282,22 @@ const char* sign_kind(const Register& reg) {
 }  // namespace
 
 void register_bus(nb::module_& module) {
+  nb::enum_<bus::Protocol>(module, "Protocol", "The wire protocol of a bus (and of its simulator).")
+      .value("FEETECH", bus::Protocol::kFeetech, "Feetech protocol 0: STS/SMS series")
+      .value("FEETECH_SCS", bus::Protocol::kFeetechScs, "Feetech protocol 1: SCS series")
+      .value("DYNAMIXEL", bus::Protocol::kDynamixel, "Dynamixel Protocol 2.0");
+  module.def(
+      "protocol_of",
+      [](const std::string& vendor, int version) {
+        return bus::protocol_of(vendor_of(vendor), version);
+      },
+      "vendor"_a, "version"_a,
+      "The Protocol of LeRobot's (vendor, protocol number): ('feetech', 0 or 1), ('dynamixel', "
+      "2).");
+  module.def(
+      "parse_protocol", [](const std::string& name) { return bus::parse_protocol(name); }, "name"_a,
+      "'feetech', 'feetech_scs' or 'dynamixel' as a Protocol.");
+
   nb::class_<Register>(module, "Register", "One register of a servo's control table.")
       .def_prop_ro("name", [](const Register& reg) { return std::string(reg.name); })
       .def_ro("address", &Register::address)
@@ -354,18 +380,17 @@ void register_bus(nb::module_& module) {
       "Transactions on a Feetech or Dynamixel bus over a serial port (or a simulator's pty).")
       .def(
           "__init__",
-          [](ServoBus* self, const std::string& port, const std::string& vendor, int protocol,
-             int baudrate, double latency_margin_ms, int max_spin_us) {
+          [](ServoBus* self, const std::string& port, ProtocolArg protocol, int baudrate,
+             double latency_margin_ms, int max_spin_us) {
             bus::BusOptions options;
-            options.vendor = vendor_of(vendor);
-            options.protocol = protocol;
+            options.protocol = protocol_from(protocol);
             options.baudrate = baudrate;
             options.latency_margin_ms = latency_margin_ms;
             options.max_spin_us = max_spin_us;
             new (self) ServoBus(port, options);
           },
-          "port"_a, "vendor"_a, "protocol"_a, "baudrate"_a = 1'000'000,
-          "latency_margin_ms"_a = 10.0, "max_spin_us"_a = 100)
+          "port"_a, "protocol"_a, "baudrate"_a = 1'000'000, "latency_margin_ms"_a = 10.0,
+          "max_spin_us"_a = 100)
       .def("open", &ServoBus::open, nb::call_guard<nb::gil_scoped_release>())
       .def(
           "close",
@@ -379,7 +404,7 @@ void register_bus(nb::module_& module) {
       .def_prop_ro("port", &ServoBus::port_path)
       .def_prop_ro(
           "vendor",
-          [](const ServoBus& servo_bus) { return vendor_name(servo_bus.options().vendor); })
+          [](const ServoBus& servo_bus) { return vendor_name(servo_bus.options().vendor()); })
       .def_prop_ro("protocol",
                    [](const ServoBus& servo_bus) { return servo_bus.options().protocol; })
       .def_prop_rw("baudrate", &ServoBus::baudrate,

@@ -5,6 +5,7 @@
 #include <nanobind/stl/pair.h>
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/string_view.h>
+#include <nanobind/stl/variant.h>
 #include <nanobind/stl/vector.h>
 
 #include <optional>
@@ -26,7 +27,7 @@ using servo_sim::ServoSimulator;
 // None means every motor.
 int target(std::optional<int> id) { return id ? *id : servo_sim::kAllMotors; }
 
-void make_simulator(ServoSimulator* self, const std::string& protocol,
+void make_simulator(ServoSimulator* self, const ProtocolArg& protocol,
                     const std::vector<std::pair<int, std::string>>& motors, int baudrate,
                     double time_constant_s, bool emulate_wire_time, bool match_baudrate,
                     uint64_t seed) {
@@ -38,7 +39,7 @@ void make_simulator(ServoSimulator* self, const std::string& protocol,
   options.emulate_wire_time = emulate_wire_time;
   options.match_baudrate = match_baudrate;
   options.seed = seed;
-  new (self) ServoSimulator(servo_sim::parse_protocol(protocol), std::move(specs), options);
+  new (self) ServoSimulator(protocol_from(protocol), std::move(specs), options);
 }
 
 void stop(ServoSimulator& self) {
@@ -62,13 +63,12 @@ void register_sim(nb::module_& module) {
       .def("__init__", &make_simulator, "protocol"_a, "motors"_a, nb::kw_only(),
            "baudrate"_a = 1'000'000, "time_constant_s"_a = 0.040, "emulate_wire_time"_a = false,
            "match_baudrate"_a = false, "seed"_a = 0,
-           "protocol: 'feetech' (STS/SMS), 'feetech_scs' or 'dynamixel'; motors: (id, model) pairs "
+           "protocol: a bus.Protocol or its name, 'feetech' (STS/SMS), 'feetech_scs' or "
+           "'dynamixel'; "
+           "motors: (id, model) pairs "
            "with LeRobot's model names.")
       .def_prop_ro("port", &ServoSimulator::port_path, "The pty slave path a driver opens.")
-      .def_prop_ro("protocol",
-                   [](const ServoSimulator& self) {
-                     return std::string(servo_sim::protocol_name(self.protocol()));
-                   })
+      .def_prop_ro("protocol", &ServoSimulator::protocol, "The bus.Protocol it speaks.")
       .def_prop_ro("running", &ServoSimulator::running)
       .def_prop_ro("ids", &ServoSimulator::ids, "Current motor ids (they follow ID writes).")
       .def("start", &ServoSimulator::start, "Starts answering on the port (idempotent).")

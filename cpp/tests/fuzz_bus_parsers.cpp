@@ -148,8 +148,7 @@ int main(int argc, char** argv) {
   long transactions = 0;
   for (int vendor = 0; vendor < 2; ++vendor) {
     BusOptions options;
-    options.vendor = vendor == 0 ? Vendor::kFeetech : Vendor::kDynamixel;
-    options.protocol = vendor == 0 ? 0 : 2;
+    options.protocol = vendor == 0 ? Protocol::kFeetech : Protocol::kDynamixel;
     options.latency_margin_ms = 2.0;
     ServoBus servo_bus(peer.path(), options);
     servo_bus.open();
@@ -190,8 +189,7 @@ int main(int argc, char** argv) {
         {});
     sim.start();
     BusOptions options;
-    options.vendor = feetech_bus ? Vendor::kFeetech : Vendor::kDynamixel;
-    options.protocol = feetech_bus ? 0 : 2;
+    options.protocol = feetech_bus ? Protocol::kFeetech : Protocol::kDynamixel;
     ServoBus servo_bus(sim.port_path(), options);
     servo_bus.open();
     int raw = open(sim.port_path().c_str(), O_RDWR | O_NOCTTY);

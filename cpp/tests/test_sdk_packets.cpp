@@ -99,8 +99,8 @@ TEST(SdkPackets, EveryOperationSendsTheSdksBytes) {
   for (const Vector& vector : vectors) {
     const bool feetech_bus = vector.bus.rfind("feetech", 0) == 0;
     BusOptions options;
-    options.vendor = feetech_bus ? Vendor::kFeetech : Vendor::kDynamixel;
-    options.protocol = vector.bus.back() - '0';
+    options.protocol = bus::protocol_of(feetech_bus ? Vendor::kFeetech : Vendor::kDynamixel,
+                                        vector.bus.back() - '0');
     ScriptedPeer peer(
         [&](int, const Bytes& request) { return healthy_reply(feetech_bus, request); });
     ServoBus servo_bus(peer.path(), options);

@@ -35,16 +35,14 @@ Bytes dynamixel_status(uint8_t id, uint8_t error, Bytes data) {
 
 BusOptions feetech_options(double margin_ms = 5.0) {
   BusOptions options;
-  options.vendor = Vendor::kFeetech;
-  options.protocol = 0;
+  options.protocol = bus::Protocol::kFeetech;
   options.latency_margin_ms = margin_ms;
   return options;
 }
 
 BusOptions dynamixel_options(double margin_ms = 5.0) {
   BusOptions options;
-  options.vendor = Vendor::kDynamixel;
-  options.protocol = 2;
+  options.protocol = bus::Protocol::kDynamixel;
   options.latency_margin_ms = margin_ms;
   return options;
 }

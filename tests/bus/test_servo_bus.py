@@ -16,7 +16,7 @@ IDS = np.arange(1, 7, dtype=np.uint8)
 
 
 def open_bus(sim, vendor: str, protocol: int, **options) -> bus.ServoBus:
-    servo_bus = bus.ServoBus(sim.port, vendor, protocol, **options)
+    servo_bus = bus.ServoBus(sim.port, bus.protocol_of(vendor, protocol), **options)
     servo_bus.open()
     return servo_bus
 
@@ -231,3 +231,28 @@ def test_reads_after_a_broadcast_ping_need_no_fence(robot: str, vendor: str, pro
             servo_bus.ping(3)
             assert servo_bus.traffic["fences"] == 1
             break
+
+
+def test_one_protocol_vocabulary_for_the_bus_and_the_simulator() -> None:
+    Protocol = bus.Protocol
+    assert bus.protocol_of("feetech", 0) == Protocol.FEETECH
+    assert bus.protocol_of("feetech", 1) == Protocol.FEETECH_SCS
+    assert bus.protocol_of("dynamixel", 2) == Protocol.DYNAMIXEL
+    for vendor, version in (("feetech", 2), ("dynamixel", 0), ("dynamixel", 1)):
+        with pytest.raises(ValueError, match="Feetech buses speak protocol 0 or 1"):
+            bus.protocol_of(vendor, version)
+    assert bus.parse_protocol("feetech_scs") == Protocol.FEETECH_SCS
+    with pytest.raises(ValueError, match="unknown servo protocol 'can'"):
+        bus.parse_protocol("can")
+    from dexloop._core import sim as core_sim
+
+    # The simulator takes the enum or its name, and says which it speaks with the same enum.
+    with core_sim.ServoSimulator(Protocol.DYNAMIXEL, [(1, "xl330-m288")]) as simulator:
+        assert simulator.protocol == Protocol.DYNAMIXEL
+        servo_bus = bus.ServoBus(simulator.port, simulator.protocol)
+        servo_bus.open()
+        assert servo_bus.protocol == Protocol.DYNAMIXEL and servo_bus.vendor == "dynamixel"
+        assert servo_bus.ping(1, retries=2)[0] == bus.find_model("xl330-m288").model_number
+        servo_bus.close()
+    with core_sim.ServoSimulator("feetech", [(1, "sts3215")]) as simulator:
+        assert simulator.protocol == Protocol.FEETECH

@@ -138,3 +138,45 @@ def test_the_control_loop_drives_the_twin():
             robot.disconnect()
     with pytest.raises(DeviceNotConnectedError):
         robot.get_observation()
+
+
+def test_calibrate_follows_lerobots_procedure(manual_twin, tmp_path, monkeypatch):
+    """No calibration file: connect() calibrates as LeRobot's lerobot-calibrate does (middle pose,
+    then each joint through its range by hand), writes the motors' registers and the file."""
+    import dexloop.motors.motors_bus as motors_bus
+    from dexloop.motors.calibration import load_calibration
+
+    robot = SOFollower(manual_twin.robot_config(calibration_dir=tmp_path, id="fresh"))
+    assert not robot.calibration
+    prompts: list[str] = []
+    monkeypatch.setattr("builtins.input", lambda prompt="": prompts.append(prompt) or "")
+    sweep = iter([(1500, 2600), (2900, 1100)])  # the hand moves every joint but wrist_roll, twice
+
+    def enter_pressed() -> bool:
+        step = next(sweep, None)
+        if step is None:
+            return True
+        for motor_id in (1, 2, 3, 4, 6):
+            manual_twin.bus.simulator.set_actual_position(motor_id, step[motor_id % 2])
+        return False
+
+    monkeypatch.setattr(motors_bus, "_stdin_enter_pressed", enter_pressed)
+    robot.connect()
+    try:
+        assert prompts and "middle of its range" in prompts[0]
+        assert robot.is_calibrated
+        saved = load_calibration(tmp_path / "fresh.json")
+        assert saved == robot.calibration
+        on_motors = robot.bus.read_calibration()
+        for name, calibration in saved.items():
+            held = on_motors[name]
+            assert (held.homing_offset, held.range_min, held.range_max) == (
+                calibration.homing_offset,
+                calibration.range_min,
+                calibration.range_max,
+            ), name
+        assert (saved["wrist_roll"].range_min, saved["wrist_roll"].range_max) == (0, 4095)
+        for name in ("shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "gripper"):
+            assert saved[name].range_max - saved[name].range_min > 1000, saved[name]
+    finally:
+        robot.disconnect()

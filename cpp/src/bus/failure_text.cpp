@@ -57,7 +57,7 @@ std::string servo_error_text(Vendor vendor, uint8_t error) {
 
 std::string failure_text(const ServoBus& servo_bus, const Result& result,
                          std::string_view operation) {
-  const Vendor vendor = servo_bus.options().vendor;
+  const Vendor vendor = servo_bus.options().vendor();
   const std::string where = std::string(vendor_name(vendor)) + " bus " + servo_bus.port_path() +
                             ": " + std::string(operation);
   const std::string tries =

@@ -52,15 +52,7 @@ const char* status_name(Status status) {
 }
 
 ServoBus::ServoBus(std::string port, BusOptions options)
-    : path_(std::move(port)), options_(options) {
-  const bool feetech = options_.vendor == Vendor::kFeetech;
-  if ((feetech && options_.protocol != 0 && options_.protocol != 1) ||
-      (!feetech && options_.protocol != 2)) {
-    throw BusError(path_ +
-                   ": Feetech buses speak protocol 0 or 1, Dynamixel buses protocol 2; got " +
-                   std::to_string(options_.protocol));
-  }
-}
+    : path_(std::move(port)), options_(options) {}
 
 void ServoBus::open() {
   port_.open(path_, options_.baudrate);
@@ -83,8 +75,7 @@ void ServoBus::set_baudrate(int baudrate) {
 }
 
 ByteOrder ServoBus::byte_order() const {
-  return options_.vendor == Vendor::kFeetech && options_.protocol == 1 ? ByteOrder::kBig
-                                                                       : ByteOrder::kLittle;
+  return options_.protocol == Protocol::kFeetechScs ? ByteOrder::kBig : ByteOrder::kLittle;
 }
 
 double ServoBus::timeout_ms(size_t sent, size_t received, size_t replies) const {
@@ -105,7 +96,7 @@ bool ServoBus::retryable(const Result& result) const {
     case Status::kServoError:
       // A Dynamixel servo that received a damaged instruction says so: a failure of the line, not
       // of the servo.
-      return options_.vendor == Vendor::kDynamixel &&
+      return options_.vendor() == Vendor::kDynamixel &&
              (result.servo_error & 0x7F) == dynamixel::kErrorCrc;
     default:
       return false;
@@ -114,14 +105,14 @@ bool ServoBus::retryable(const Result& result) const {
 
 size_t ServoBus::encode(uint8_t id, uint8_t instruction, std::span<const uint8_t> params,
                         std::span<uint8_t> out) {
-  if (options_.vendor == Vendor::kFeetech) return feetech::encode(id, instruction, params, out);
+  if (options_.vendor() == Vendor::kFeetech) return feetech::encode(id, instruction, params, out);
   return dynamixel::encode(id, instruction, params, out);
 }
 
 size_t ServoBus::encode_read(uint8_t id, uint16_t address, uint16_t size, std::span<uint8_t> out) {
   uint8_t params[4];
   size_t count = 0;
-  if (options_.vendor == Vendor::kFeetech) {
+  if (options_.vendor() == Vendor::kFeetech) {
     params[0] = static_cast<uint8_t>(address);
     params[1] = static_cast<uint8_t>(size);
     count = 2;
@@ -211,7 +202,7 @@ Result ServoBus::resynchronize(std::span<const uint8_t> expected, uint64_t reply
     return {Status::kPortError, target};
   }
   const size_t overhead =
-      options_.vendor == Vendor::kFeetech ? feetech::kStatusOverhead : dynamixel::kStatusOverhead;
+      options_.vendor() == Vendor::kFeetech ? feetech::kStatusOverhead : dynamixel::kStatusOverhead;
   const Clock::time_point deadline =
       Clock::now() + to_duration(timeout_ms(size, overhead + length, 1));
   while (true) {
@@ -275,7 +266,7 @@ Status ServoBus::receive_frame(Clock::time_point deadline, bool fast, uint8_t* i
   bool received_any = rx_size_ > 0;
   while (true) {
     size_t skip = 0;
-    if (options_.vendor == Vendor::kFeetech) {
+    if (options_.vendor() == Vendor::kFeetech) {
       feetech::Scan scan =
           feetech::scan(std::span<const uint8_t>(rx_, rx_size_), feetech::FrameKind::kStatus);
       skip = scan.skip;
@@ -370,7 +361,7 @@ Result ServoBus::transact(std::span<const uint8_t> request, std::span<const uint
     return {};
   }
   const size_t overhead =
-      options_.vendor == Vendor::kFeetech ? feetech::kStatusOverhead : dynamixel::kStatusOverhead;
+      options_.vendor() == Vendor::kFeetech ? feetech::kStatusOverhead : dynamixel::kStatusOverhead;
   size_t reply_bytes = 0;
   for (uint16_t size : sizes) reply_bytes += overhead + size;
   const Clock::time_point deadline =
@@ -480,7 +471,7 @@ Result ServoBus::ping(uint8_t id, int retries, uint16_t* model_number, uint8_t* 
   if (id > feetech::kMaxId) return {Status::kTxError, id};
   const size_t size = encode(id, feetech::kPing, {}, tx_);
   const uint8_t expected[] = {id};
-  const bool dynamixel = options_.vendor == Vendor::kDynamixel;
+  const bool dynamixel = options_.vendor() == Vendor::kDynamixel;
   uint8_t reply[3] = {};
   // A Dynamixel ping reply carries the model number and firmware version; a Feetech one is empty.
   Result result = with_retries(retries, [&] {
@@ -507,7 +498,7 @@ Result ServoBus::ping(uint8_t id, int retries, uint16_t* model_number, uint8_t* 
 
 Result ServoBus::read(uint8_t id, uint16_t address, uint16_t size, uint8_t* out, int retries) {
   if (!is_open()) return {Status::kPortError, id};
-  const bool feetech_bus = options_.vendor == Vendor::kFeetech;
+  const bool feetech_bus = options_.vendor() == Vendor::kFeetech;
   if (id > feetech::kMaxId || size == 0 || (feetech_bus && (address > 0xFF || size > 0xFF))) {
     return {Status::kTxError, id};
   }
@@ -538,7 +529,7 @@ Result ServoBus::action(uint8_t id, int retries) {
   // Both SDKs: Feetech waits for the status of a unicast ACTION; Dynamixel's never waits for one.
   const uint8_t expected_id[] = {id};
   const bool unicast = id != feetech::kBroadcastId;
-  const bool wait = options_.vendor == Vendor::kFeetech && unicast;
+  const bool wait = options_.vendor() == Vendor::kFeetech && unicast;
   const std::span<const uint8_t> expected =
       wait ? std::span<const uint8_t>(expected_id) : std::span<const uint8_t>();
   Result result = with_retries(retries, [&] {
@@ -555,7 +546,7 @@ Result ServoBus::action(uint8_t id, int retries) {
 Result ServoBus::write_instruction(uint8_t instruction, uint8_t id, uint16_t address,
                                    std::span<const uint8_t> data, int retries) {
   if (!is_open()) return {Status::kPortError, id};
-  const bool feetech_bus = options_.vendor == Vendor::kFeetech;
+  const bool feetech_bus = options_.vendor() == Vendor::kFeetech;
   if (id > feetech::kBroadcastId || data.empty() || data.size() > 512 ||
       (feetech_bus && address > 0xFF)) {
     return {Status::kTxError, id};
@@ -589,11 +580,11 @@ Result ServoBus::write_instruction(uint8_t instruction, uint8_t id, uint16_t add
 Result ServoBus::sync_read(std::span<const uint8_t> ids, uint16_t address, uint16_t size,
                            uint8_t* out, uint8_t* errors, int retries, bool fast) {
   if (!is_open()) return {Status::kPortError};
-  const bool feetech_bus = options_.vendor == Vendor::kFeetech;
+  const bool feetech_bus = options_.vendor() == Vendor::kFeetech;
   if (ids.empty() || ids.size() > kMaxMotors || size == 0 || (fast && feetech_bus))
     return {Status::kTxError};
   // Feetech protocol 1 (SCS) servos have no SYNC_READ.
-  if (feetech_bus && (options_.protocol != 0 || address > 0xFF || size > 0xFF))
+  if (feetech_bus && (options_.protocol != Protocol::kFeetech || address > 0xFF || size > 0xFF))
     return {Status::kTxError};
   const size_t request = feetech_bus ? feetech::encode_sync_read(ids, static_cast<uint8_t>(address),
                                                                  static_cast<uint8_t>(size), tx_)
@@ -609,7 +600,7 @@ Result ServoBus::sync_read(std::span<const uint8_t> ids, uint16_t address, uint1
 Result ServoBus::sync_write(std::span<const uint8_t> ids, uint16_t address, uint16_t size,
                             std::span<const uint8_t> data) {
   if (!is_open()) return {Status::kPortError};
-  const bool feetech_bus = options_.vendor == Vendor::kFeetech;
+  const bool feetech_bus = options_.vendor() == Vendor::kFeetech;
   if (ids.empty() || size == 0 || data.size() != ids.size() * size) return {Status::kTxError};
   if (feetech_bus && (address > 0xFF || size > 0xFF)) return {Status::kTxError};
   const size_t request = feetech_bus
@@ -624,7 +615,7 @@ Result ServoBus::bulk_read(std::span<const uint8_t> ids, std::span<const uint16_
                            std::span<const uint16_t> sizes, uint8_t* out, uint8_t* errors,
                            int retries) {
   if (!is_open()) return {Status::kPortError};
-  if (options_.vendor != Vendor::kDynamixel || ids.empty() || ids.size() > kMaxMotors)
+  if (options_.vendor() != Vendor::kDynamixel || ids.empty() || ids.size() > kMaxMotors)
     return {Status::kTxError};
   const size_t request = dynamixel::encode_bulk_read(ids, addresses, sizes, tx_);
   if (request == 0) return {Status::kTxError};
@@ -637,7 +628,7 @@ Result ServoBus::bulk_read(std::span<const uint8_t> ids, std::span<const uint16_
 size_t ServoBus::broadcast_ping(double window_ms, std::span<uint8_t> ids,
                                 std::span<uint16_t> model_numbers) {
   if (!is_open()) return 0;
-  const bool dynamixel = options_.vendor == Vendor::kDynamixel;
+  const bool dynamixel = options_.vendor() == Vendor::kDynamixel;
   const size_t ping_reply_size = dynamixel ? 3 : 0;
   // Late replies must not be counted as motors: fence when one answered before, else wait for a
   // quiet line; only ping-shaped replies are taken either way.

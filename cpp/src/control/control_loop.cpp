@@ -84,7 +84,7 @@ ControlLoop::ControlLoop(bus::ServoBus& servo_bus, std::vector<LoopJoint> joints
     }
     seen[joint.id] = true;
     const bus::ModelInfo* model = bus::find_model(joint.model);
-    if (model == nullptr || model->vendor != bus_.options().vendor) {
+    if (model == nullptr || model->vendor != bus_.options().vendor()) {
       throw std::invalid_argument(name + ": unknown model '" + joint.model +
                                   "' for this bus's vendor");
     }

@@ -9,11 +9,10 @@ namespace dexloop::servo_sim {
 ServoSimulator::Impl::Impl(Protocol protocol_, std::vector<MotorSpec> specs,
                            SimulatorOptions options_)
     : protocol(protocol_),
-      vendor(protocol_ == Protocol::kDynamixel ? Vendor::kDynamixel : Vendor::kFeetech),
+      vendor(bus::vendor_of(protocol_)),
       options(options_),
       line_rng(options_.seed ^ 0x9E3779B97F4A7C15ull) {
-  const int wanted_protocol =
-      protocol == Protocol::kDynamixel ? 2 : (protocol == Protocol::kFeetechScs ? 1 : 0);
+  const int wanted_protocol = bus::protocol_version(protocol);
   // +infinity is allowed: the motors then hold still until set_actual_position() moves them.
   if (!(options.time_constant_s >= 0))
     throw std::invalid_argument("servo simulator: time_constant_s must be >= 0 (or infinity)");

@@ -5,26 +5,6 @@
 
 namespace dexloop::servo_sim {
 
-Protocol parse_protocol(std::string_view name) {
-  if (name == "feetech") return Protocol::kFeetech;
-  if (name == "feetech_scs") return Protocol::kFeetechScs;
-  if (name == "dynamixel") return Protocol::kDynamixel;
-  throw std::invalid_argument("unknown servo protocol '" + std::string(name) +
-                              "': expected 'feetech', 'feetech_scs' or 'dynamixel'");
-}
-
-std::string_view protocol_name(Protocol protocol) {
-  switch (protocol) {
-    case Protocol::kFeetech:
-      return "feetech";
-    case Protocol::kFeetechScs:
-      return "feetech_scs";
-    case Protocol::kDynamixel:
-      break;
-  }
-  return "dynamixel";
-}
-
 namespace {
 
 // Every live simulator of the process, for ServoSimulator::stop_all(). Allocated once and never

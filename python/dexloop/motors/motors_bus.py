@@ -278,8 +278,7 @@ class MotorsBus(abc.ABC):
         self._owner = f"{type(self).__name__} on '{port}'"
         self.servo_bus = _bus.ServoBus(
             port,
-            self.vendor,
-            protocol,
+            _bus.protocol_of(self.vendor, protocol),
             baudrate=self.default_baudrate,
             latency_margin_ms=latency_margin_ms,
             max_spin_us=max_spin_us,

@@ -30,14 +30,14 @@
 #include <string>
 
 #include "dexloop/bus/control_table.hpp"
+#include "dexloop/bus/protocol.hpp"
 #include "dexloop/bus/serial_port.hpp"
 #include "dexloop/bus/status.hpp"
 
 namespace dexloop::bus {
 
 struct BusOptions {
-  Vendor vendor = Vendor::kFeetech;
-  int protocol = 0;  // Feetech 0 (STS/SMS) or 1 (SCS); Dynamixel 2
+  Protocol protocol = Protocol::kFeetech;
   int baudrate = 1'000'000;
   // Allowance beyond the wire time of a transaction: USB adapter latency and servo turnaround.
   double latency_margin_ms = 10.0;
@@ -48,6 +48,8 @@ struct BusOptions {
   // a thread wake-up each; longer waits (a whole sync read on the wire, USB adapters, which hold
   // bytes for 125 us to 1 ms) are spent asleep in the kernel, at no CPU cost. 0: never poll.
   int max_spin_us = 100;
+
+  Vendor vendor() const { return vendor_of(protocol); }
 };
 
 // Counters of what went over the wire since the bus was opened.

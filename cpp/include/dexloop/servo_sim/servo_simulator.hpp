@@ -20,18 +20,15 @@
 #include <vector>
 
 #include "dexloop/bus/control_table.hpp"
+#include "dexloop/bus/protocol.hpp"
 
 namespace dexloop::servo_sim {
 
-enum class Protocol : uint8_t {
-  kFeetech,     // Feetech protocol 0: STS/SMS series, little-endian
-  kFeetechScs,  // Feetech protocol 1: SCS series, big-endian
-  kDynamixel,   // Dynamixel Protocol 2.0
-};
-
-// "feetech", "feetech_scs" or "dynamixel"; throws std::invalid_argument otherwise.
-Protocol parse_protocol(std::string_view name);
-std::string_view protocol_name(Protocol protocol);
+// The bus's protocol vocabulary (dexloop/bus/protocol.hpp): the simulator speaks what the driver
+// does.
+using bus::parse_protocol;
+using bus::Protocol;
+using bus::protocol_name;
 
 struct MotorSpec {
   int id = 1;
