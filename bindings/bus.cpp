@@ -15,6 +15,7 @@
 #include "bindings.hpp"
 #include "dexloop/bus/control_table.hpp"
 #include "dexloop/bus/failure_text.hpp"
+#include "dexloop/bus/register_io.hpp"
 #include "dexloop/bus/servo_bus.hpp"
 #include "dexloop/error.hpp"
 
@@ -81,18 +82,15 @@ void require_unclaimed(const ServoBus& servo_bus, const std::string& operation) 
                  " refused: a running control loop drives this bus (stop the loop first)");
 }
 
-uint32_t encode_value(const ServoBus& servo_bus, const Register& reg, int64_t value) {
-  std::optional<uint32_t> raw = bus::encode_signed(value, reg.size, reg.encoding);
-  if (!raw) {
-    throw nb::value_error(("value " + std::to_string(value) + " does not fit register " +
-                           std::string(reg.name) + " (" + std::to_string(reg.size) + " bytes" +
-                           (reg.encoding.kind == bus::SignEncoding::kSignMagnitude
-                                ? ", sign bit " + std::to_string(reg.encoding.sign_bit)
-                                : std::string()) +
-                           ") on " + servo_bus.port_path())
+// Raises ValueError for a value its register cannot hold (nothing was sent), else as check().
+void check_value(const ServoBus& servo_bus, const Result& result, const Register& reg,
+                 int64_t value, const std::string& operation) {
+  if (result.status == Status::kValueOutOfRange) {
+    throw nb::value_error((bus::value_range_text(reg, value) + " for motor " +
+                           std::to_string(result.id) + " on " + servo_bus.port_path())
                               .c_str());
   }
-  return *raw;
+  check(servo_bus, result, operation);
 }
 
 std::pair<int, int> ping(ServoBus& servo_bus, int id, int retries) {
@@ -110,42 +108,38 @@ std::pair<int, int> ping(ServoBus& servo_bus, int id, int retries) {
 
 int64_t read(ServoBus& servo_bus, int id, const Register& reg, int retries) {
   require_unclaimed(servo_bus, "read " + std::string(reg.name));
-  uint8_t bytes[4] = {};
+  int64_t value = 0;
   Result result;
   {
     nb::gil_scoped_release release;
-    result = servo_bus.read(static_cast<uint8_t>(id), reg.address, reg.size, bytes, retries);
+    result = bus::read_value(servo_bus, static_cast<uint8_t>(id), reg, &value, retries);
   }
   check(servo_bus, result, "read " + std::string(reg.name) + " of motor " + std::to_string(id));
-  return bus::decode_signed(bus::load_unsigned(bytes, reg.size, servo_bus.byte_order()), reg.size,
-                            reg.encoding);
+  return value;
 }
 
 // WRITE and REG_WRITE of one register's value: the same bytes under another instruction.
-using RegisterWrite = Result (ServoBus::*)(uint8_t, uint16_t, std::span<const uint8_t>, int);
+using ValueWrite = Result (*)(ServoBus&, uint8_t, const Register&, int64_t, int);
 
-template <RegisterWrite kSend>
-void write_value(ServoBus& servo_bus, int id, const Register& reg, int64_t value, int retries,
-                 const char* what) {
+template <ValueWrite kSend>
+void send_value(ServoBus& servo_bus, int id, const Register& reg, int64_t value, int retries,
+                const char* what) {
   require_unclaimed(servo_bus, std::string(what) + " " + std::string(reg.name));
-  uint8_t bytes[4] = {};
-  bus::store_unsigned(encode_value(servo_bus, reg, value), bytes, reg.size, servo_bus.byte_order());
   Result result;
   {
     nb::gil_scoped_release release;
-    result = (servo_bus.*kSend)(static_cast<uint8_t>(id), reg.address,
-                                std::span<const uint8_t>(bytes, reg.size), retries);
+    result = kSend(servo_bus, static_cast<uint8_t>(id), reg, value, retries);
   }
-  check(servo_bus, result,
-        std::string(what) + " " + std::string(reg.name) + " of motor " + std::to_string(id));
+  check_value(servo_bus, result, reg, value,
+              std::string(what) + " " + std::string(reg.name) + " of motor " + std::to_string(id));
 }
 
 void write(ServoBus& servo_bus, int id, const Register& reg, int64_t value, int retries) {
-  write_value<&ServoBus::write>(servo_bus, id, reg, value, retries, "write");
+  send_value<&bus::write_value>(servo_bus, id, reg, value, retries, "write");
 }
 
 void reg_write(ServoBus& servo_bus, int id, const Register& reg, int64_t value, int retries) {
-  write_value<&ServoBus::reg_write>(servo_bus, id, reg, value, retries, "reg_write");
+  send_value<&bus::reg_write_value>(servo_bus, id, reg, value, retries, "reg_write");
 }
 
 void action(ServoBus& servo_bus, int id, int retries) {
@@ -158,87 +152,72 @@ void action(ServoBus& servo_bus, int id, int retries) {
   check(servo_bus, result, "action of motor " + std::to_string(id));
 }
 
+void require_batch(size_t count, const char* operation) {
+  if (count == 0 || count > ServoBus::kMaxMotors)
+    throw nb::value_error((std::string(operation) + " needs 1 to 64 motor ids").c_str());
+}
+
+// A new int64 array of `count` values for Python.
+std::pair<nb::ndarray<nb::numpy, int64_t>, int64_t*> new_values(size_t count) {
+  auto* values = new int64_t[count];
+  nb::capsule owner(values,
+                    [](void* pointer) noexcept { delete[] static_cast<int64_t*>(pointer); });
+  return {nb::ndarray<nb::numpy, int64_t>(values, {count}, owner), values};
+}
+
 // Dynamixel BULK_READ: one register per motor, each its own.
 nb::ndarray<nb::numpy, int64_t> bulk_read(ServoBus& servo_bus, Ids ids,
                                           std::vector<const Register*> registers, int retries) {
   const size_t count = ids.shape(0);
   require_unclaimed(servo_bus, "bulk_read");
   if (registers.size() != count) throw nb::value_error("bulk_read needs one register per motor id");
-  if (count == 0 || count > ServoBus::kMaxMotors)
-    throw nb::value_error("bulk_read needs 1 to 64 motor ids");
-  uint16_t addresses[ServoBus::kMaxMotors];
-  uint16_t sizes[ServoBus::kMaxMotors];
-  size_t total = 0;
-  for (size_t i = 0; i < count; ++i) {
-    addresses[i] = registers[i]->address;
-    sizes[i] = registers[i]->size;
-    total += sizes[i];
-  }
-  uint8_t raw[ServoBus::kMaxMotors * 4];
+  require_batch(count, "bulk_read");
+  auto [array, values] = new_values(count);
   Result result;
   {
     nb::gil_scoped_release release;
-    result = servo_bus.bulk_read(std::span<const uint8_t>(ids.data(), count),
-                                 std::span<const uint16_t>(addresses, count),
-                                 std::span<const uint16_t>(sizes, count), raw, nullptr, retries);
+    result = bus::bulk_read_values(servo_bus, std::span<const uint8_t>(ids.data(), count),
+                                   registers, std::span<int64_t>(values, count), retries);
   }
   check(servo_bus, result, "bulk_read");
-  auto* values = new int64_t[count];
-  nb::capsule owner(values,
-                    [](void* pointer) noexcept { delete[] static_cast<int64_t*>(pointer); });
-  size_t at = 0;
-  for (size_t i = 0; i < count; ++i) {
-    const Register& reg = *registers[i];
-    values[i] = bus::decode_signed(bus::load_unsigned(raw + at, reg.size, servo_bus.byte_order()),
-                                   reg.size, reg.encoding);
-    at += reg.size;
-  }
-  return nb::ndarray<nb::numpy, int64_t>(values, {count}, owner);
+  return array;
 }
 
 nb::ndarray<nb::numpy, int64_t> sync_read(ServoBus& servo_bus, Ids ids, const Register& reg,
                                           int retries, bool fast) {
   require_unclaimed(servo_bus, "sync_read " + std::string(reg.name));
   const size_t count = ids.shape(0);
-  if (count == 0 || count > ServoBus::kMaxMotors)
-    throw nb::value_error("sync_read needs 1 to 64 motor ids");
-  uint8_t raw[ServoBus::kMaxMotors * 4];
+  require_batch(count, "sync_read");
+  auto [array, values] = new_values(count);
   Result result;
   {
     nb::gil_scoped_release release;
-    result = servo_bus.sync_read(std::span<const uint8_t>(ids.data(), count), reg.address, reg.size,
-                                 raw, nullptr, retries, fast);
+    result = bus::sync_read_values(servo_bus, std::span<const uint8_t>(ids.data(), count), reg,
+                                   std::span<int64_t>(values, count), retries, fast);
   }
   check(servo_bus, result, std::string(fast ? "fast " : "") + "sync_read " + std::string(reg.name));
-  auto* values = new int64_t[count];
-  nb::capsule owner(values,
-                    [](void* pointer) noexcept { delete[] static_cast<int64_t*>(pointer); });
-  for (size_t i = 0; i < count; ++i) {
-    values[i] =
-        bus::decode_signed(bus::load_unsigned(raw + i * reg.size, reg.size, servo_bus.byte_order()),
-                           reg.size, reg.encoding);
-  }
-  return nb::ndarray<nb::numpy, int64_t>(values, {count}, owner);
+  return array;
 }
 
 void sync_write(ServoBus& servo_bus, Ids ids, const Register& reg, Values values) {
   require_unclaimed(servo_bus, "sync_write " + std::string(reg.name));
   const size_t count = ids.shape(0);
   if (values.shape(0) != count) throw nb::value_error("sync_write needs one value per motor id");
-  if (count == 0 || count > ServoBus::kMaxMotors)
-    throw nb::value_error("sync_write needs 1 to 64 motor ids");
-  uint8_t raw[ServoBus::kMaxMotors * 4];
-  for (size_t i = 0; i < count; ++i) {
-    bus::store_unsigned(encode_value(servo_bus, reg, values.data()[i]), raw + i * reg.size,
-                        reg.size, servo_bus.byte_order());
-  }
+  require_batch(count, "sync_write");
   Result result;
   {
     nb::gil_scoped_release release;
-    result = servo_bus.sync_write(std::span<const uint8_t>(ids.data(), count), reg.address,
-                                  reg.size, std::span<const uint8_t>(raw, count * reg.size));
+    result = bus::sync_write_values(servo_bus, std::span<const uint8_t>(ids.data(), count), reg,
+                                    std::span<const int64_t>(values.data(), count));
   }
-  check(servo_bus, result, "sync_write " + std::string(reg.name));
+  int64_t refused = 0;  // the value named when one does not fit
+  for (size_t i = 0; result.status == Status::kValueOutOfRange && i < count; ++i) {
+    if (ids.data()[i] == result.id) {
+      refused = values.data()[i];
+      break;
+    }
+  }
+  check_value(servo_bus, result, reg, refused, "sync_write " + std::string(reg.name));
 }
 
 nb::dict broadcast_ping(ServoBus& servo_bus, double window_ms) {

@@ -1,6 +1,6 @@
-// Maps dexloop's C++ exceptions to the classes of the same name in the Python module
-// dexloop.errors, which defines them (so FrameTimestampError can also be a ValueError, as in
-// LeRobot).
+// Raises each dexloop C++ exception as its class in the Python module dexloop.errors, which
+// defines them (so FrameTimestampError can also be a ValueError, as in LeRobot). Both sides are
+// written from one table, errors.toml: every C++ class names its Python class (python_class()).
 #include <Python.h>
 
 #include "bindings.hpp"
@@ -31,26 +31,8 @@ void raise_python(const char* name, const char* message) {
 void translate(const std::exception_ptr& pointer, void*) {
   try {
     std::rethrow_exception(pointer);
-  } catch (const FrameTimestampError& error) {
-    raise_python("FrameTimestampError", error.what());
-  } catch (const VideoDecodeError& error) {
-    raise_python("VideoDecodeError", error.what());
-  } catch (const VideoRemuxError& error) {
-    raise_python("VideoRemuxError", error.what());
-  } catch (const VideoEncodeError& error) {
-    raise_python("VideoEncodeError", error.what());
-  } catch (const BusTimeoutError& error) {
-    raise_python("BusTimeoutError", error.what());
-  } catch (const BusProtocolError& error) {
-    raise_python("BusProtocolError", error.what());
-  } catch (const ServoError& error) {
-    raise_python("ServoError", error.what());
-  } catch (const BusError& error) {
-    raise_python("BusError", error.what());
-  } catch (const DatasetError& error) {
-    raise_python("DatasetError", error.what());
   } catch (const Error& error) {
-    raise_python("DexloopError", error.what());
+    raise_python(error.python_class(), error.what());
   }
 }
 

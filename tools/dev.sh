@@ -10,7 +10,8 @@ VENV=${DEXLOOP_VENV:-$ROOT/.venv}
 PYTHON=${DEXLOOP_PYTHON:-python3}
 # Tests whose modules import no torch (bus driver, motors API, simulator, control loop, command line,
 # encoder).
-TORCHLESS_TESTS=(tests/bus tests/motors tests/sim tests/control tests/cli tests/video/test_video_encoder.py)
+TORCHLESS_TESTS=(tests/bus tests/motors tests/sim tests/control tests/cli tests/video/test_video_encoder.py
+  tests/test_errors_table.py)
 export PIP_CONSTRAINT=$ROOT/.ci/constraints.txt
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
@@ -31,7 +32,8 @@ usage: bash tools/dev.sh <command>
                    write a report
   test             build everything, then run the C++ tests (ctest) and pytest
   setup            only build
-  lint             ruff check, ruff format --check and clang-format --dry-run -Werror over the repo
+  lint             ruff check, ruff format --check and clang-format --dry-run -Werror over the repo;
+                   the error classes are checked to be what errors.toml gives
   test-torchless   build and run the tests that need no torch, in a venv without it
                    (for a Python with no local CPU torch wheel: DEXLOOP_PYTHON=python3.12)
 EOF
@@ -146,10 +148,11 @@ case "${1:-}" in
     ensure_system_packages
     create_venv
     "$VENV/bin/pip" install -q ruff
-    log "ruff check, ruff format --check, clang-format"
+    log "ruff check, ruff format --check, clang-format, error classes"
     "$VENV/bin/ruff" check .
     "$VENV/bin/ruff" format --check .
     git ls-files -z '*.cpp' '*.hpp' | xargs -0 clang-format --dry-run -Werror
+    "$VENV/bin/python" tools/generate_errors.py --check
     ;;
   test-torchless)
     ensure_system_packages

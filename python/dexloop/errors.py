@@ -3,6 +3,9 @@
 The native core raises these same classes (dexloop._core maps its C++ exceptions onto them), so one
 ``except`` clause covers a failure wherever it was detected. Messages name the file, key, index or
 timestamp involved.
+
+Written by tools/generate_errors.py from errors.toml, the one table of dexloop's errors: edit the
+table, not this file.
 """
 
 from __future__ import annotations
@@ -46,8 +49,8 @@ class DatasetFrameError(DatasetError, ValueError):
 
 
 class DatasetReadOnlyError(DatasetError, RuntimeError):
-    """A recording call (add_frame, save_episode, ...) on a dataset opened for reading. A RuntimeError,
-    as LeRobot raises for a read-only dataset."""
+    """A recording call (add_frame, save_episode, ...) on a dataset opened for reading. A
+    RuntimeError, as LeRobot raises for a read-only dataset."""
 
 
 class DatasetExistsError(DatasetError, FileExistsError):
@@ -82,8 +85,8 @@ class VideoDecodeError(DexloopError):
 
 
 class VideoEncodeError(DexloopError):
-    """A video file cannot be created or encoded: unknown codec or option, a frame of the wrong size,
-    a full disk. The message names the file."""
+    """A video file cannot be created or encoded: unknown codec or option, a frame of the wrong
+    size, a full disk. The message names the file."""
 
 
 class VideoRemuxError(VideoEncodeError):
@@ -99,8 +102,8 @@ class FrameTimestampError(DexloopError, ValueError):
 
 
 class BusError(DexloopError, ConnectionError):
-    """A servo bus cannot be used: the serial port cannot be opened or configured, or failed.
-    A ConnectionError, as LeRobot's buses raise for communication failures."""
+    """A servo bus cannot be used: the serial port cannot be opened or configured, or failed. A
+    ConnectionError, as LeRobot's buses raise for communication failures."""
 
 
 class BusTimeoutError(BusError, TimeoutError):
@@ -108,12 +111,13 @@ class BusTimeoutError(BusError, TimeoutError):
 
 
 class BusProtocolError(BusError):
-    """Replies arrived but were corrupt (checksum, truncation), from another id, or of the wrong length."""
+    """Replies arrived but were corrupt (checksum, truncation), from another id, or of the wrong
+    length."""
 
 
 class ServoError(DexloopError, RuntimeError):
-    """A servo answered with error bits set (voltage, overheating, overload, ...). A RuntimeError, as
-    LeRobot raises for status packets with errors."""
+    """A servo answered with error bits set (voltage, overheating, overload, ...). A RuntimeError,
+    as LeRobot raises for status packets with errors."""
 
 
 class SafetyLimitError(DexloopError, ValueError):
@@ -121,9 +125,10 @@ class SafetyLimitError(DexloopError, ValueError):
 
 
 class ControlLoopFaultError(DexloopError, RuntimeError):
-    """The control loop holds the arm because of a fault that is not the bus's: no fresh action within
-    the action timeout (a policy gone quiet), a streak of overrun ticks, or an e-stop. The message
-    names the fault; bus faults raise the bus's own errors and refused goals SafetyLimitError."""
+    """The control loop holds the arm because of a fault that is not the bus's: no fresh action
+    within the action timeout (a policy gone quiet), a streak of overrun ticks, or an e-stop. The
+    message names the fault; bus faults raise the bus's own errors and refused goals
+    SafetyLimitError."""
 
 
 class DeviceNotConnectedError(DexloopError, ConnectionError):
@@ -138,22 +143,24 @@ class DeviceAlreadyConnectedError(DexloopError, ConnectionError):
 
 class HandshakeError(DexloopError, RuntimeError):
     """The motors answering on a bus are not the configured ones: missing ids, other model numbers,
-    or (Feetech) differing firmware versions. A RuntimeError, as LeRobot raises for a failed motor check."""
+    or (Feetech) differing firmware versions. A RuntimeError, as LeRobot raises for a failed motor
+    check."""
 
 
 class CalibrationError(DexloopError, ValueError):
-    """A calibration file or calibration is missing, malformed or unusable (e.g. range_min == range_max).
-    The message names the file or motor involved."""
+    """A calibration file or calibration is missing, malformed or unusable (e.g. range_min ==
+    range_max). The message names the file or motor involved."""
 
 
 class PolicyError(DexloopError):
-    """A policy, its checkpoint or its processors cannot be built, loaded or run as asked. The message
-    names the file and the key involved."""
+    """A policy, its checkpoint or its processors cannot be built, loaded or run as asked. The
+    message names the file and the key involved."""
 
 
 class PolicyConfigError(PolicyError, ValueError):
-    """A policy's config.json is missing or unusable: no ``type``, a type no policy is registered under,
-    a field the config class lacks, a value its validation refuses. A ValueError, as LeRobot raises."""
+    """A policy's config.json is missing or unusable: no ``type``, a type no policy is registered
+    under, a field the config class lacks, a value its validation refuses. A ValueError, as LeRobot
+    raises."""
 
 
 class PolicyNotFoundError(PolicyError, FileNotFoundError):
@@ -170,13 +177,14 @@ class CheckpointError(PolicyError, KeyError):
 
 
 class ProcessorError(PolicyError, ValueError):
-    """A processor pipeline's files or statistics are missing or unusable: no policy_preprocessor.json,
-    an unknown step, a missing state file, a feature normalised without the statistics it needs."""
+    """A processor pipeline's files or statistics are missing or unusable: no
+    policy_preprocessor.json, an unknown step, a missing state file, a feature normalised without
+    the statistics it needs."""
 
 
 class PolicyFeatureError(PolicyError, ValueError):
-    """The features handed to a policy do not match its config: a key the policy needs is absent from
-    the dataset or the batch, or has another shape."""
+    """The features handed to a policy do not match its config: a key the policy needs is absent
+    from the dataset or the batch, or has another shape."""
 
 
 class TrainingError(DexloopError):
@@ -191,8 +199,9 @@ class TrainingConfigError(TrainingError, ValueError):
 
 
 class TrainingStateError(TrainingError):
-    """A checkpoint's ``training_state`` (optimizer, scheduler, RNG state, training step) is missing,
-    malformed, or belongs to another model or optimizer. The message names the file and the key."""
+    """A checkpoint's ``training_state`` (optimizer, scheduler, RNG state, training step) is
+    missing, malformed, or belongs to another model or optimizer. The message names the file and the
+    key."""
 
 
 class KinematicsError(DexloopError, ValueError):
@@ -214,8 +223,9 @@ class ExportError(DexloopError):
 
 
 class ExportManifestError(ExportError, ValueError):
-    """An exported model folder is unusable: its manifest (dexloop_export.json) is missing, unreadable
-    or of another format version, or a graph file it lists is missing or does not match its hash."""
+    """An exported model folder is unusable: its manifest (dexloop_export.json) is missing,
+    unreadable or of another format version, or a graph file it lists is missing or does not match
+    its hash."""
 
 
 class InferenceError(DexloopError):

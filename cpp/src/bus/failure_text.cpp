@@ -31,6 +31,7 @@ FailureKind failure_kind(Status status) {
     case Status::kPortError:
       return FailureKind::kPort;
     case Status::kTxError:
+    case Status::kValueOutOfRange:
       return FailureKind::kInvalidArgument;
   }
   return FailureKind::kPort;
@@ -93,6 +94,8 @@ std::string failure_text(const ServoBus& servo_bus, const Result& result,
       return where + ": the serial port failed (unplugged, or not open)";
     case Status::kTxError:
       return where + ": invalid arguments for the instruction";
+    case Status::kValueOutOfRange:
+      return where + ": the value for" + motor + " does not fit the register (nothing was sent)";
     case Status::kResyncFailed:
       return where + ": the line could not be resynchronised after an earlier failure" +
              " (no answer from" + motor + " to the fence read" + tries +

@@ -47,6 +47,8 @@ const char* status_name(Status status) {
       return "invalid instruction";
     case Status::kResyncFailed:
       return "resynchronisation failed";
+    case Status::kValueOutOfRange:
+      return "value out of range";
   }
   return "unknown";
 }

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "dexloop/bus/control_table.hpp"
+#include "dexloop/bus/register_io.hpp"
 #include "dexloop/error.hpp"
 
 namespace dexloop::control {
@@ -195,9 +196,9 @@ void ControlLoop::clear(uint32_t fault) { faults_.fetch_and(~fault, std::memory_
 bool ControlLoop::read_present() {
   const size_t n = joints_.size();
   working_.read_started_ns = monotonic_ns();
-  const bus::Result result =
-      bus_.sync_read(std::span<const uint8_t>(ids_, n), present_.address, present_.size, raw_,
-                     errors_, options_.read_retries, options_.fast_sync_read);
+  const bus::Result result = bus::sync_read_values(
+      bus_, std::span<const uint8_t>(ids_, n), present_, std::span<int64_t>(register_values_, n),
+      options_.read_retries, options_.fast_sync_read);
   working_.read_finished_ns = monotonic_ns();
   read_time_.record(working_.read_finished_ns - working_.read_started_ns);
   if (!result.ok()) {
@@ -207,9 +208,7 @@ bool ControlLoop::read_present() {
   }
   ++counters_.reads_ok;
   for (size_t i = 0; i < n; ++i) {
-    const uint32_t bits = bus::load_unsigned(raw_ + i * present_.size, present_.size, byte_order_);
-    const int64_t position = bus::decode_signed(bits, present_.size, present_.encoding);
-    present_values_[i] = bus::normalize_position(position, joints_[i].calibration);
+    present_values_[i] = bus::normalize_position(register_values_[i], joints_[i].calibration);
   }
   return true;
 }
@@ -217,28 +216,23 @@ bool ControlLoop::read_present() {
 bool ControlLoop::write_positions(const double* goal) {
   const size_t n = joints_.size();
   for (size_t i = 0; i < n; ++i) {
-    int64_t raw = 0;
-    if (!bus::unnormalize_position(goal[i], joints_[i].calibration, &raw)) return false;
-    const std::optional<uint32_t> bits = bus::encode_signed(raw, goal_.size, goal_.encoding);
-    if (!bits) return false;
-    bus::store_unsigned(*bits, out_ + i * goal_.size, goal_.size, byte_order_);
+    if (!bus::unnormalize_position(goal[i], joints_[i].calibration, &register_values_[i]))
+      return false;
   }
   const int64_t started = monotonic_ns();
-  const bus::Result result =
-      bus_.sync_write(std::span<const uint8_t>(ids_, n), goal_.address, goal_.size,
-                      std::span<const uint8_t>(out_, n * goal_.size));
+  const bus::Result result = bus::sync_write_values(bus_, std::span<const uint8_t>(ids_, n), goal_,
+                                                    std::span<const int64_t>(register_values_, n));
+  if (result.status == bus::Status::kValueOutOfRange) return false;
   write_time_.record(monotonic_ns() - started);
   return result.ok();
 }
 
 bool ControlLoop::write_torque(bool enable) {
   const size_t n = joints_.size();
-  for (size_t i = 0; i < n; ++i) {
-    bus::store_unsigned(enable ? 1 : 0, out_ + i * torque_.size, torque_.size, byte_order_);
-  }
+  std::fill_n(register_values_, n, enable ? 1 : 0);
   const bus::Result result =
-      bus_.sync_write(std::span<const uint8_t>(ids_, n), torque_.address, torque_.size,
-                      std::span<const uint8_t>(out_, n * torque_.size));
+      bus::sync_write_values(bus_, std::span<const uint8_t>(ids_, n), torque_,
+                             std::span<const int64_t>(register_values_, n));
   ++counters_.torque_off_writes;
   return result.ok();
 }

@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <cstdarg>
+#include <cstdio>
 #include <cstdlib>
 #include <mutex>
 #include <new>
@@ -18,6 +19,12 @@ Packet make_packet() {
   Packet packet(av_packet_alloc());
   if (!packet) throw std::bad_alloc();
   return packet;
+}
+
+std::string format_seconds(double seconds) {
+  char buffer[64];
+  std::snprintf(buffer, sizeof(buffer), "%.6f", seconds);
+  return buffer;
 }
 
 std::string error_text(int averror) {

@@ -64,6 +64,9 @@ struct Dictionary {
 Frame make_frame();
 Packet make_packet();
 
+// A timestamp in seconds with enough digits to tell neighbouring frames apart, for messages.
+std::string format_seconds(double seconds);
+
 // The text FFmpeg gives for an AVERROR code, e.g. "Invalid data found when processing input".
 std::string error_text(int averror);
 

@@ -114,7 +114,7 @@ struct VideoDecoder::Impl {
     std::string where =
         std::isnan(query_in_progress_s)
             ? ""
-            : " while decoding the frame at " + format_seconds(query_in_progress_s) + " s";
+            : " while decoding the frame at " + ffmpeg::format_seconds(query_in_progress_s) + " s";
     throw VideoDecodeError(path + ": " + what + where);
   }
 
@@ -231,7 +231,8 @@ struct VideoDecoder::Impl {
       result = avformat_seek_file(format.get(), stream_index, std::numeric_limits<int64_t>::min(),
                                   seek_to, seek_to, 0);
     }
-    if (result < 0) fail("seek to " + format_seconds(seconds(target)) + " s failed", result);
+    if (result < 0)
+      fail("seek to " + ffmpeg::format_seconds(seconds(target)) + " s failed", result);
     avcodec_flush_buffers(codec.get());
     reset_decoding_state();
     positioned = true;
@@ -361,7 +362,7 @@ struct VideoDecoder::Impl {
     query_in_progress_s = query_s;
     const AVFrame* frame = find_nearest_frame(query_s, tolerance_s);
     if (is_damaged(frame)) {
-      fail("the frame at " + format_seconds(seconds(frame_pts(frame))) +
+      fail("the frame at " + ffmpeg::format_seconds(seconds(frame_pts(frame))) +
            " s is damaged (the decoder reported errors in it or in a frame it is predicted from)");
     }
     query_in_progress_s = std::numeric_limits<double>::quiet_NaN();
@@ -377,18 +378,18 @@ struct VideoDecoder::Impl {
       decode_up_to(target);
       const AVFrame* frame = nearest_in_hand(query_s);
       if (frame == nullptr)
-        fail("no frame could be decoded near " + format_seconds(query_s) + " s");
+        fail("no frame could be decoded near " + ffmpeg::format_seconds(query_s) + " s");
       double distance = std::abs(seconds(frame_pts(frame)) - query_s);
       // Landed after the target right after a seek: an earlier keyframe is needed.
       bool overshot = !has_previous && frame_pts(frame) > target && distance > tolerance_s &&
                       frame_pts(frame) > stream_first_pts();
       if (!overshot || attempt >= kMaxSeekRetries) {
         if (distance > tolerance_s) {
-          throw FrameTimestampError(path +
-                                    ": no frame within tolerance_s=" + format_seconds(tolerance_s) +
-                                    " of the queried timestamp " + format_seconds(query_s) +
-                                    " s; the nearest decoded frame is at " +
-                                    format_seconds(seconds(frame_pts(frame))) + " s");
+          throw FrameTimestampError(
+              path + ": no frame within tolerance_s=" + ffmpeg::format_seconds(tolerance_s) +
+              " of the queried timestamp " + ffmpeg::format_seconds(query_s) +
+              " s; the nearest decoded frame is at " +
+              ffmpeg::format_seconds(seconds(frame_pts(frame))) + " s");
         }
         return frame;
       }

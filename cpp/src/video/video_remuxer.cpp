@@ -23,8 +23,8 @@ namespace {
 
 std::string describe(const RemuxSegment& segment, size_t index) {
   std::string text = "segment " + std::to_string(index) + " (" + segment.path + " from " +
-                     format_seconds(segment.start_s) + " s to ";
-  text += segment.end_s ? format_seconds(*segment.end_s) + " s)" : std::string("its end)");
+                     ffmpeg::format_seconds(segment.start_s) + " s to ";
+  text += segment.end_s ? ffmpeg::format_seconds(*segment.end_s) + " s)" : std::string("its end)");
   return text;
 }
 
@@ -277,7 +277,7 @@ std::vector<RemuxedSegment> remux_segments(const std::vector<RemuxSegment>& segm
       if (frames == 0) {
         if ((packet->flags & AV_PKT_FLAG_KEY) == 0) {
           av_packet_unref(packet.get());
-          fail(where + ": its first frame (at " + format_seconds(time_s) +
+          fail(where + ": its first frame (at " + ffmpeg::format_seconds(time_s) +
                " s) is not a keyframe, so the range cannot be stream-copied");
         }
         first_pts = pts;

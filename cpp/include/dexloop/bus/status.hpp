@@ -18,6 +18,7 @@ enum class Status : uint8_t {
   kTxError,       // the instruction cannot be built (too long, invalid id or length)
   kResyncFailed,  // after an earlier failure, the fence that proves no late reply is still on its
                   // way got no answer in time, so no new transaction was started
+  kValueOutOfRange,  // a value does not fit its register (register_io.hpp); nothing was sent
 };
 
 const char* status_name(Status status);

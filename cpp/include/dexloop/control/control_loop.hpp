@@ -196,9 +196,7 @@ class ControlLoop {
 
   // Tick-thread state (preallocated).
   uint8_t ids_[kMaxJoints] = {};
-  uint8_t raw_[kMaxJoints * 4] = {};
-  uint8_t errors_[kMaxJoints] = {};
-  uint8_t out_[kMaxJoints * 4] = {};
+  int64_t register_values_[kMaxJoints] = {};  // Present_Position read, or the values to write
   float action_[ActionQueue::kMaxActionDim] = {};
   double present_values_[kMaxJoints] = {};
   double goal_values_[kMaxJoints] = {};
