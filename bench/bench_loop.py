@@ -55,7 +55,7 @@ from pathlib import Path
 import numpy as np
 
 from dexloop import motors as dexloop_motors
-from dexloop.control import ControlLoop
+from dexloop.control import ControlLoop, Pacer
 from dexloop.motors.feetech import FeetechMotorsBus
 from dexloop.sim import preset, simulated_bus
 
@@ -254,7 +254,7 @@ def run_dexloop_async(seconds: float) -> dict:
             loop.start()
             try:
                 end = time.monotonic() + seconds
-                deadline = time.monotonic()
+                pacer = Pacer(ASYNC_FPS)
                 while time.monotonic() < end:
                     depth = loop.queue_depth
                     if client.should_send(depth):
@@ -264,8 +264,7 @@ def run_dexloop_async(seconds: float) -> dict:
                             timestep=loop.timestep + 1,
                             must_go=client.must_go(depth),
                         )
-                    deadline += 1.0 / ASYNC_FPS
-                    time.sleep(max(0.0, deadline - time.monotonic()))
+                    pacer.wait()
             finally:
                 loop.stop()
                 client.close()

@@ -8,7 +8,6 @@
 #include <nanobind/stl/vector.h>
 
 #include <cmath>
-#include <limits>
 #include <optional>
 #include <string>
 #include <vector>
@@ -21,6 +20,7 @@
 #include "dexloop/control/control_loop.hpp"
 #include "dexloop/control/latency_histogram.hpp"
 #include "dexloop/control/realtime.hpp"
+#include "dexloop/control/safety.hpp"
 
 namespace nb = nanobind;
 using namespace nb::literals;
@@ -56,13 +56,10 @@ const char* norm_mode_name(NormMode mode) {
   }
 }
 
-// Copies an optional per-joint array into `out`; absent keeps `fallback` for every joint.
-void fill_limit(const std::optional<Limits>& values, size_t joints, const char* name,
-                double fallback, double* out) {
-  if (!values) {
-    for (size_t i = 0; i < joints; ++i) out[i] = fallback;
-    return;
-  }
+// Copies a per-joint array given from Python over the defaults already in `out`.
+void override_limit(const std::optional<Limits>& values, size_t joints, const char* name,
+                    double* out) {
+  if (!values) return;
   if (values->shape(0) != joints) {
     throw nb::value_error((std::string(name) + " needs one value per joint (" +
                            std::to_string(joints) + "), got " + std::to_string(values->shape(0)))
@@ -97,27 +94,21 @@ void make_loop(ControlLoop* self, bus::ServoBus& servo_bus, const std::vector<in
     }
     loop_joints[i] = {static_cast<uint8_t>(ids[i]), models[i], calibrations[i]};
   }
-  // Joint limits default to each calibration's range (where a goal is sent unchanged).
+  // Joint limits default to each calibration's range (where a goal is sent unchanged); the others
+  // start off (SafetyLimits()).
   control::SafetyLimits limits;
-  double calibrated_lower[control::kMaxJoints];
-  double calibrated_upper[control::kMaxJoints];
   for (size_t i = 0; i < joints; ++i) {
     if (!calibrations[i].valid()) {
       throw nb::value_error(("joint " + std::to_string(i) + " (id " + std::to_string(ids[i]) +
                              "): invalid calibration (range_min == range_max)")
                                 .c_str());
     }
-    bus::position_limits(calibrations[i], &calibrated_lower[i], &calibrated_upper[i]);
+    bus::position_limits(calibrations[i], &limits.lower[i], &limits.upper[i]);
   }
-  const double off = std::numeric_limits<double>::infinity();
-  fill_limit(lower, joints, "lower", 0.0, limits.lower);
-  fill_limit(upper, joints, "upper", 0.0, limits.upper);
-  for (size_t i = 0; i < joints; ++i) {
-    if (!lower) limits.lower[i] = calibrated_lower[i];
-    if (!upper) limits.upper[i] = calibrated_upper[i];
-  }
-  fill_limit(max_relative_target, joints, "max_relative_target", off, limits.max_relative_target);
-  fill_limit(max_step, joints, "max_step", off, limits.max_step);
+  override_limit(lower, joints, "lower", limits.lower);
+  override_limit(upper, joints, "upper", limits.upper);
+  override_limit(max_relative_target, joints, "max_relative_target", limits.max_relative_target);
+  override_limit(max_step, joints, "max_step", limits.max_step);
 
   control::ControlLoopOptions options;
   options.rate_hz = rate_hz;
@@ -286,6 +277,28 @@ void register_control(nb::module_& module) {
         return nb::make_tuple(lower, upper);
       },
       "calibration"_a, "(lower, upper): the calibrated range in user units.");
+
+  module.def(
+      "limit_relative_target",
+      [](Limits goal, Limits present, Limits max_relative_target) {
+        const size_t joints = goal.shape(0);
+        if (present.shape(0) != joints || max_relative_target.shape(0) != joints)
+          throw nb::value_error("goal, present and max_relative_target need one value per joint");
+        if (joints == 0 || joints > static_cast<size_t>(control::kMaxJoints))
+          throw nb::value_error("limit_relative_target takes 1 to 32 joints");
+        control::SafetyLimits limits;
+        limits.joints = static_cast<int>(joints);
+        for (size_t i = 0; i < joints; ++i)
+          limits.max_relative_target[i] = max_relative_target.data()[i];
+        control::SafetyFilter filter(limits);
+        double safe[control::kMaxJoints];
+        for (size_t i = 0; i < joints; ++i) safe[i] = goal.data()[i];
+        filter.apply(safe, present.data(), nullptr);
+        return copy_array(safe, joints);
+      },
+      "goal"_a, "present"_a, "max_relative_target"_a,
+      "Each goal moved to within max_relative_target of the present position: the loop's own\n"
+      "SafetyFilter with only that limit (a non-finite goal stays where the joint is).");
 
   nb::class_<LatencyHistogram>(module, "LatencyHistogram",
                                "Durations in nanoseconds, recorded by the loop's thread.")

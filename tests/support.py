@@ -56,3 +56,66 @@ def requires_ffmpeg() -> pytest.MarkDecorator:
     return pytest.mark.skipif(
         shutil.which("ffmpeg") is None, reason="the ffmpeg tool makes this test's videos"
     )
+
+
+def write_act_export(
+    folder: Path,
+    nodes: list,
+    *,
+    camera: str,
+    image_shape: list,
+    layout: str,
+    state_dim: int,
+    chunk: int,
+    action_names: list[str],
+    initializer: tuple = (),
+) -> Path:
+    """A hand-built ACT-shaped export in `folder`: graph policy.onnx whose `nodes` turn the uint8
+    `camera` image and ``observation.state`` (batch, state_dim) into ``action`` (batch, chunk,
+    len(action_names)), and its dexloop manifest, as ``dexloop export`` writes them. For tests that
+    serve or deploy a policy whose every action is known."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from dexloop.export.manifest import ExportManifest, GraphSpec, TensorSpec, sha256_of_file
+
+    state = "observation.state"
+    action_shape = ["batch", chunk, len(action_names)]
+    graph = helper.make_graph(
+        nodes,
+        folder.name,
+        [
+            helper.make_tensor_value_info(camera, TensorProto.UINT8, image_shape),
+            helper.make_tensor_value_info(state, TensorProto.FLOAT, ["batch", state_dim]),
+        ],
+        [helper.make_tensor_value_info("action", TensorProto.FLOAT, action_shape)],
+        initializer=list(initializer),
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    folder.mkdir(parents=True)
+    path = folder / "policy.onnx"
+    onnx.save(model, path)
+    ExportManifest(
+        policy_type="act",
+        precision="fp32",
+        opset=17,
+        graphs={
+            "policy": GraphSpec(
+                file="policy.onnx",
+                sha256=sha256_of_file(path),
+                inputs=[
+                    TensorSpec(camera, image_shape, "uint8", feature=camera, layout=layout),
+                    TensorSpec(state, ["batch", state_dim], "float32", feature=state),
+                ],
+                outputs=[TensorSpec("action", action_shape, "float32")],
+            )
+        },
+        action_dim=len(action_names),
+        chunk_size=chunk,
+        n_action_steps=chunk,
+        action_names=action_names,
+        fps=30.0,
+    ).save(folder)
+    return folder

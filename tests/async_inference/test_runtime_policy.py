@@ -16,13 +16,13 @@ import pytest
 from async_fakes import RecordingSink
 
 pytest.importorskip("onnxruntime")
-onnx = pytest.importorskip("onnx")
-from onnx import TensorProto, helper  # noqa: E402
+pytest.importorskip("onnx")
+from onnx import TensorProto, helper
+from support import write_act_export
 
-from dexloop.async_inference import PolicyClient, PolicyServer, RuntimeChunkPolicy  # noqa: E402
-from dexloop.async_inference.server import TOKEN_ENV, format_help, main, parse_serve_config  # noqa: E402
-from dexloop.errors import AsyncInferenceConfigError  # noqa: E402
-from dexloop.export.manifest import ExportManifest, GraphSpec, TensorSpec, sha256_of_file  # noqa: E402
+from dexloop.async_inference import PolicyClient, PolicyServer, RuntimeChunkPolicy
+from dexloop.async_inference.server import TOKEN_ENV, format_help, main, parse_serve_config
+from dexloop.errors import AsyncInferenceConfigError
 
 H, W, C = 5, 7, 3
 STATE_DIM, CHUNK, ACTION_DIM = 4, 6, 4
@@ -39,7 +39,6 @@ def reference_chunk(image_hwc: np.ndarray, state: np.ndarray) -> np.ndarray:
 def write_export(folder: Path, layout: str) -> Path:
     """An ACT-shaped export: graph policy.onnx taking uint8 camera frames and the state, giving
     (batch, CHUNK, ACTION_DIM) actions, and its manifest."""
-    folder.mkdir()
     image_shape = ["batch", H, W, C] if layout == "HWC" else ["batch", C, H, W]
 
     def pixel(name: str, h: int, w: int, c: int) -> list:
@@ -70,44 +69,17 @@ def write_export(folder: Path, layout: str) -> Path:
         helper.make_node("Add", ["with_steps", "p_a"], ["with_a"]),
         helper.make_node("Add", ["with_a", "p_b"], ["action"]),
     ]
-    axis1 = helper.make_tensor("axis1", TensorProto.INT64, [1], [1])
-    graph = helper.make_graph(
+    return write_act_export(
+        folder,
         nodes,
-        "fake_act",
-        [
-            helper.make_tensor_value_info(TOP, TensorProto.UINT8, image_shape),
-            helper.make_tensor_value_info(STATE, TensorProto.FLOAT, ["batch", STATE_DIM]),
-        ],
-        [helper.make_tensor_value_info("action", TensorProto.FLOAT, ["batch", CHUNK, ACTION_DIM])],
-        initializer=[axis1],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    path = folder / "policy.onnx"
-    onnx.save(model, path)
-    ExportManifest(
-        policy_type="act",
-        precision="fp32",
-        opset=17,
-        graphs={
-            "policy": GraphSpec(
-                file="policy.onnx",
-                sha256=sha256_of_file(path),
-                inputs=[
-                    TensorSpec(TOP, image_shape, "uint8", feature=TOP, layout=layout),
-                    TensorSpec(STATE, ["batch", STATE_DIM], "float32", feature=STATE),
-                ],
-                outputs=[TensorSpec("action", ["batch", CHUNK, ACTION_DIM], "float32")],
-            )
-        },
-        action_dim=ACTION_DIM,
-        chunk_size=CHUNK,
-        n_action_steps=CHUNK,
+        camera=TOP,
+        image_shape=image_shape,
+        layout=layout,
+        state_dim=STATE_DIM,
+        chunk=CHUNK,
         action_names=[f"joint_{i}.pos" for i in range(ACTION_DIM)],
-        fps=30.0,
-    ).save(folder)
-    return folder
+        initializer=(helper.make_tensor("axis1", TensorProto.INT64, [1], [1]),),
+    )
 
 
 @pytest.fixture(scope="module", params=["HWC", "CHW"])

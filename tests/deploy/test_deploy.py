@@ -16,15 +16,15 @@ import pytest
 pytest.importorskip("mujoco")
 pytest.importorskip("onnxruntime")
 pytest.importorskip("grpc")
-onnx = pytest.importorskip("onnx")
-from onnx import TensorProto, helper  # noqa: E402
+pytest.importorskip("onnx")
+from onnx import TensorProto, helper
+from support import write_act_export
 
-from dexloop.async_inference import PolicyServer, RuntimeChunkPolicy  # noqa: E402
-from dexloop.cli.main import main as cli_main  # noqa: E402
-from dexloop.deploy import DEPLOY_INFO_NAME, DeployConfig, deploy_main  # noqa: E402
-from dexloop.deploy.deploy import DeployPolicyConfig, DeployRobotConfig  # noqa: E402
-from dexloop.export.manifest import ExportManifest, GraphSpec, TensorSpec, sha256_of_file  # noqa: E402
-from dexloop.robots.so101_twin import SO101Twin  # noqa: E402
+from dexloop.async_inference import PolicyServer, RuntimeChunkPolicy
+from dexloop.cli.main import main as cli_main
+from dexloop.deploy import DEPLOY_INFO_NAME, DeployConfig, deploy_main
+from dexloop.deploy.deploy import DeployPolicyConfig, DeployRobotConfig
+from dexloop.robots.so101_twin import SO101Twin
 
 TOP, STATE = "observation.images.top", "observation.state"
 CHUNK, DIM = 10, 6
@@ -35,7 +35,6 @@ EPISODE_STEPS = 45
 
 
 def write_export(folder: Path) -> Path:
-    folder.mkdir(parents=True)
     offsets = np.zeros((1, CHUNK, DIM), np.float32)
     offsets[0, :, 0] = PAN_STEP * np.arange(1, CHUNK + 1)
     nodes = [
@@ -51,42 +50,17 @@ def write_export(folder: Path) -> Path:
         ),
         helper.make_node("Add", ["state_b1d", "offsets"], ["action"]),
     ]
-    graph = helper.make_graph(
-        nodes,
-        "turn_the_base",
-        [
-            helper.make_tensor_value_info(TOP, TensorProto.UINT8, ["batch", 96, 128, 3]),
-            helper.make_tensor_value_info(STATE, TensorProto.FLOAT, ["batch", DIM]),
-        ],
-        [helper.make_tensor_value_info("action", TensorProto.FLOAT, ["batch", CHUNK, DIM])],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    path = folder / "policy.onnx"
-    onnx.save(model, path)
     names = ["shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper"]
-    ExportManifest(
-        policy_type="act",
-        precision="fp32",
-        opset=17,
-        graphs={
-            "policy": GraphSpec(
-                file="policy.onnx",
-                sha256=sha256_of_file(path),
-                inputs=[
-                    TensorSpec(TOP, ["batch", 96, 128, 3], "uint8", feature=TOP, layout="HWC"),
-                    TensorSpec(STATE, ["batch", DIM], "float32", feature=STATE),
-                ],
-                outputs=[TensorSpec("action", ["batch", CHUNK, DIM], "float32")],
-            )
-        },
-        action_dim=DIM,
-        chunk_size=CHUNK,
-        n_action_steps=CHUNK,
+    return write_act_export(
+        folder,
+        nodes,
+        camera=TOP,
+        image_shape=["batch", 96, 128, 3],
+        layout="HWC",
+        state_dim=DIM,
+        chunk=CHUNK,
         action_names=[f"{name}.pos" for name in names],
-        fps=30.0,
-    ).save(folder)
-    return folder
+    )
 
 
 @pytest.fixture(scope="module")

@@ -116,6 +116,24 @@ def test_max_relative_target_clamps_like_lerobot(manual_twin):
         ensure_safe_goal_position({"a": (10.0, 0.0)}, {"b": 1.0})
 
 
+def test_the_clamp_is_lerobots_formula_through_the_loops_safety_filter():
+    rng = np.random.default_rng(7)
+    for _ in range(200):
+        n = int(rng.integers(1, 8))
+        goal, present = rng.normal(0, 50, n), rng.normal(0, 50, n)
+        caps = rng.uniform(0, 30, n)
+        keys = [f"m{i}" for i in range(n)]
+        safe = ensure_safe_goal_position(
+            {k: (g, p) for k, g, p in zip(keys, goal, present, strict=True)},
+            dict(zip(keys, caps, strict=True)),
+        )
+        # LeRobot's ensure_safe_goal_position: present + clip(goal - present, -cap, cap).
+        expected = present + np.clip(goal - present, -caps, caps)
+        np.testing.assert_allclose([safe[k] for k in keys], expected, rtol=0, atol=1e-12)
+    # Where LeRobot would pass a NaN goal on to the motor, the loop's filter keeps the joint where it is.
+    assert ensure_safe_goal_position({"a": (float("nan"), 4.0)}, 1.0) == {"a": 4.0}
+
+
 def test_the_control_loop_drives_the_twin():
     with SO101Twin() as twin:
         robot = SOFollower(twin.robot_config())

@@ -2,5 +2,6 @@
 (LeRobot's async aggregation, ACT's temporal ensembling) and its safety limits."""
 
 from dexloop.control.control_loop import AGGREGATES, ControlLoop, LoopSnapshot
+from dexloop.control.pacing import Pacer
 
-__all__ = ["AGGREGATES", "ControlLoop", "LoopSnapshot"]
+__all__ = ["AGGREGATES", "ControlLoop", "LoopSnapshot", "Pacer"]

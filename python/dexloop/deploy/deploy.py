@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from dexloop.control.pacing import Pacer
 from dexloop.errors import DexloopError
 
 log = logging.getLogger(__name__)
@@ -164,13 +165,12 @@ class _EpisodeSink:
 def _run_episode(
     cfg: DeployConfig, robot: Any, twin: Any, source: Any, sink: _EpisodeSink, loop_options: dict
 ):
-    period = 1.0 / cfg.fps
     loop = robot.start_loop(cfg.fps, **loop_options)
     sink.attach(loop)
     state_keys = [f"{name}.pos" for name in loop.motor_names]
     features = source.features
-    deadline = time.monotonic()
-    started = deadline
+    pacer = Pacer(cfg.fps)
+    started = time.monotonic()
     sends = 0
     try:
         while True:
@@ -191,12 +191,7 @@ def _run_episode(
                     captured_monotonic_ns=captured,
                 )
                 sends += 1
-            deadline += period
-            delay = deadline - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            else:
-                deadline = time.monotonic()
+            pacer.wait()
     finally:
         sink.detach()
         robot.stop_loop()

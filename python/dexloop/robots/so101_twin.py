@@ -32,12 +32,12 @@ from __future__ import annotations
 import math
 import tempfile
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from dexloop.control.pacing import Pacer
 from dexloop.envs.so101 import MOTOR_NAMES, SO101_SIM_CALIBRATION, MotorUnits
 from dexloop.motors.calibration import save_calibration
 from dexloop.robots.so_follower import SOFollowerConfig
@@ -231,17 +231,11 @@ class SO101Twin:
                 self.bus.simulator.set_actual_position(motor_id, float(steps))
 
     def _run(self) -> None:
-        period = 1.0 / self.fps
-        deadline = time.monotonic()
+        pacer = Pacer(self.fps, sleep=self._stop.wait)
         while not self._stop.is_set():
-            deadline += period
             self.step()
-            delay = deadline - time.monotonic()
-            if delay > 0:
-                self._stop.wait(delay)
-            else:
+            if not pacer.wait():
                 self.late_steps += 1
-                deadline = time.monotonic()  # behind: keep the period rather than catching up in a burst
 
 
 __all__ = ["TWIN_ID", "SO101Twin", "TwinCamera"]

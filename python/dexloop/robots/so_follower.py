@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from dexloop._core import control as _control
 from dexloop.errors import BusError, CalibrationError, DeviceAlreadyConnectedError, DeviceNotConnectedError
 from dexloop.motors import Motor, MotorCalibration, MotorNormMode
 from dexloop.motors.feetech import FeetechMotorsBus, OperatingMode
@@ -67,7 +68,8 @@ def ensure_safe_goal_position(
     goal_present_pos: dict[str, tuple[float, float]], max_relative_target: float | dict[str, float]
 ) -> dict[str, float]:
     """LeRobot's clamp: each goal within ``max_relative_target`` of the present position (a float for
-    every joint or a dict with exactly the goal's keys)."""
+    every joint or a dict with exactly the goal's keys). The arithmetic is the C++ loop's own
+    SafetyFilter, so a robot clamps the same whether the loop drives it or ``send_action`` does."""
     if isinstance(max_relative_target, bool) or not isinstance(max_relative_target, float | dict):
         raise TypeError(f"max_relative_target must be a float or a dict, got {max_relative_target!r}")
     if isinstance(max_relative_target, float):
@@ -76,11 +78,12 @@ def ensure_safe_goal_position(
         if set(max_relative_target) != set(goal_present_pos):
             raise ValueError("max_relative_target keys must match those of goal_present_pos.")
         caps = max_relative_target
-    safe = {}
-    for key, (goal, present) in goal_present_pos.items():
-        cap = caps[key]
-        diff = goal - present
-        safe_goal = present + min(max(diff, -cap), cap)
+    keys = list(goal_present_pos)
+    goals = np.array([goal_present_pos[key][0] for key in keys], dtype=np.float64)
+    present = np.array([goal_present_pos[key][1] for key in keys], dtype=np.float64)
+    limits = np.array([caps[key] for key in keys], dtype=np.float64)
+    safe_goals = _control.limit_relative_target(goals, present, limits)
+    for key, goal, safe_goal in zip(keys, goals, safe_goals, strict=True):
         if abs(safe_goal - goal) > 1e-4:
             logger.warning(
                 "Relative goal position magnitude had to be clamped to be safe.\n  %s: requested %s, clamped to %s",
@@ -88,8 +91,7 @@ def ensure_safe_goal_position(
                 goal,
                 safe_goal,
             )
-        safe[key] = safe_goal
-    return safe
+    return {key: float(safe_goal) for key, safe_goal in zip(keys, safe_goals, strict=True)}
 
 
 class SOFollower(Robot):
