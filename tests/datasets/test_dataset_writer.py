@@ -367,6 +367,39 @@ def test_chunk_directories_advance_after_chunks_size_files(tmp_path) -> None:
     ]
 
 
+def test_image_cells_are_the_frames_as_added_though_encoded_later(tmp_path) -> None:
+    """Image-feature cells are compressed in the background: each holds the frame as it was when
+    add_frame returned, though the caller reuses one buffer for every frame, and a cleared
+    episode's pending cells leave nothing behind."""
+    features = {
+        **FEATURES,
+        "observation.images.wrist": {
+            "dtype": "image",
+            "shape": (48, 56, 3),
+            "names": ["height", "width", "channels"],
+        },
+    }
+    wrist = np.empty((48, 56, 3), np.uint8)  # the camera's one buffer
+    kept = []
+    with LeRobotDataset.create("dexloop/test", 10, features, root=tmp_path / "ds") as dataset:
+        for episode, length in enumerate([6, 4, 5]):
+            for i in range(length):
+                wrist[...] = paint_frame(episode, i, 48, 56)
+                dataset.add_frame({**frame(episode, i), "observation.images.wrist": wrist})
+                wrist[...] = 0  # overwritten at once, as a capture loop would
+            if episode == 1:
+                dataset.clear_episode_buffer()
+                continue
+            dataset.save_episode()
+            kept += [(episode, i) for i in range(length)]
+    reread = LeRobotDataset("dexloop/test", root=tmp_path / "ds", return_uint8=True)
+    assert len(reread) == len(kept)
+    for row, (episode, index) in enumerate(kept):
+        # Image features read back as float in [0, 1], as LeRobot's; PNG kept every level.
+        image = reread[row]["observation.images.wrist"].numpy().transpose(1, 2, 0) * 255
+        np.testing.assert_array_equal(np.round(image).astype(np.uint8), paint_frame(episode, index, 48, 56))
+
+
 def test_frames_as_pil_read_only_float_and_torch(tmp_path) -> None:
     from PIL import Image
 

@@ -39,7 +39,10 @@ from dexloop.policies.diffusion import DiffusionConfig, DiffusionPolicy, make_di
 from dexloop.policies.diffusion.modeling_diffusion import SpatialSoftmax
 from dexloop.policies.types import FeatureType, NormalizationMode, PolicyFeature
 
-ATOL = 1e-5
+# Actions after up to 100 float32 denoising steps: torch's CPU kernels take other vector paths on
+# other processors (AVX2, AVX-512), which moves the last digits by up to about 1.4e-5 here. A wrong
+# noise draw or scheduler step moves actions by orders of magnitude more.
+ATOL = 5e-5
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -178,8 +181,11 @@ def test_training_loss_matches_lerobot(name: str, checkpoints) -> None:
         loss.backward()
         grads = torch.cat([p.grad.flatten() for p in policy.parameters() if p.grad is not None])
         torch.testing.assert_close(loss.detach().reshape(1), ref[f"loss.seed{seed}"], rtol=0, atol=ATOL)
+        # The gradient's route through ResNet's max-pool goes to one of tied maxima (about 3% of the
+        # windows of the resized two-camera case), and which one is the CPU kernel's choice: on an
+        # AVX2-only CPU that gradient norm is 5e-4 off the reference while the loss agrees to 1e-7.
         torch.testing.assert_close(
-            grads.norm().reshape(1), ref[f"grad_norm.seed{seed}"], rtol=1e-5, atol=ATOL
+            grads.norm().reshape(1), ref[f"grad_norm.seed{seed}"], rtol=2e-3, atol=ATOL
         )
 
 

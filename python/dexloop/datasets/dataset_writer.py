@@ -8,6 +8,9 @@ What LeRobot does after the fact, dexloop does while frames arrive:
   the camera's current mp4, episode after episode; LeRobot writes PNGs and encodes after each episode;
 * the frames image statistics need are kept, downsampled, as they arrive, so ``save_episode()``
   computes LeRobot's per-episode stats without reading anything back;
+* image-dtype features (PNG cells in the parquet, as LeRobot stores them) are compressed by a small
+  thread pool while recording goes on (Pillow's encoder runs without the GIL); ``save_episode()``
+  collects the cells before it commits the episode's rows;
 * ``save_episode()`` ends each camera's episode (its fragment flushed to disk) and commits the episode
   to the recording journal (see recording_journal), so it returns in milliseconds and a saved episode
   survives SIGKILL; ``finalize()`` assembles LeRobot's files.
@@ -31,6 +34,7 @@ import io
 import logging
 import os
 from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -240,6 +244,7 @@ class DatasetWriter:
         self._closed_videos: list[str] = []
         self._finalized = False
         self._broken: BaseException | None = None
+        self._image_pool: ThreadPoolExecutor | None = None  # made at the first image feature's frame
 
         info = meta.info
         last = (
@@ -317,7 +322,9 @@ class DatasetWriter:
             chw = depth_maps[key][None] if key in depth_maps else rgb.transpose(2, 0, 1)
             buffer.stats_frames.setdefault(key, []).append(downsample_for_stats(chw).copy())
         for key, image in images.items():
-            cell = tiff_cell(image, frame_index) if key in depth_maps else png_cell(image, frame_index)
+            encode = tiff_cell if key in depth_maps else png_cell
+            # An owned copy: the caller may reuse its frame buffer before the cell is encoded.
+            cell = self._images().submit(encode, np.array(image, copy=True), frame_index)
             buffer.values.setdefault(key, []).append(cell)
         for key, feature in self._features.items():
             if key in frame and feature["dtype"] not in ("video", "image"):
@@ -327,6 +334,13 @@ class DatasetWriter:
                 )
         buffer.tasks.append(frame["task"])
         buffer.size += 1
+
+    def _images(self) -> ThreadPoolExecutor:
+        """The pool that encodes image-feature cells (PNG, or TIFF for depth images)."""
+        if self._image_pool is None:
+            workers = max(1, min(4, (os.cpu_count() or 1)))
+            self._image_pool = ThreadPoolExecutor(workers, thread_name_prefix="dexloop-image-cells")
+        return self._image_pool
 
     def _quantiser(self) -> tuple[float, float, float, bool]:
         config = self.depth_encoder
@@ -357,6 +371,10 @@ class DatasetWriter:
         for camera in self._cameras.values():
             if camera.encoder is not None:
                 camera.encoder.discard_episode()
+        for values in self.episode_buffer.values.values():
+            for value in values:
+                if isinstance(value, Future):
+                    value.cancel()
         self.episode_buffer = EpisodeBuffer()
 
     # -- episodes -------------------------------------------------------------------------------
@@ -465,7 +483,10 @@ class DatasetWriter:
             if key not in buffer.values:
                 continue
             values = buffer.values[key]
-            if feature["dtype"] in ("image", "string"):
+            if feature["dtype"] == "image":
+                columns[key] = [cell.result() for cell in values]
+                continue
+            if feature["dtype"] == "string":
                 columns[key] = values
                 continue
             stacked = np.stack(values)
@@ -586,6 +607,9 @@ class DatasetWriter:
                 camera.encoder.close()
                 self._closed_videos.append(camera.relative_path(self.meta.info))
             camera.encoder = None
+        if self._image_pool is not None:
+            self._image_pool.shutdown(wait=True, cancel_futures=True)
+            self._image_pool = None
         self._sync_session_info()
         self.meta.info = assemble(self._journal, self._closed_videos)
         self._finalized = True
