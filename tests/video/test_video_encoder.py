@@ -4,12 +4,14 @@ back-pressure instead of dropped frames, and typed errors for bad frames and set
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
 from fractions import Fraction
 from pathlib import Path
 
@@ -338,3 +340,38 @@ def test_depth_frames_and_settings_of_another_kind_are_refused(tmp_path: Path) -
         from dexloop._core.video import StreamingEncoder
 
         StreamingEncoder(str(tmp_path / "e.mp4"), "libx265", WIDTH, HEIGHT, FPS, input_format="gray8")
+
+
+def thread_policies() -> dict[int, tuple[int, int]]:
+    """(policy, priority) of every thread of this process, by thread id."""
+    policies = {}
+    for name in os.listdir("/proc/self/task"):
+        with contextlib.suppress(OSError):  # the thread ended meanwhile
+            policies[int(name)] = (
+                os.sched_getscheduler(int(name)),
+                os.sched_getparam(int(name)).sched_priority,
+            )
+    return policies
+
+
+def test_encoding_av1_leaves_every_threads_scheduling_alone(tmp_path):
+    """SVT-AV1 switches the thread opening an encoder to SCHED_FIFO 99 where the process may, and
+    its encoder threads inherit it. dexloop's encoder keeps the caller as it was and its threads
+    off real-time policies. (Where this process may not raise itself to real time, SVT-AV1 cannot
+    either and the assertions hold trivially; CI runs as root, where they are the check.)"""
+    caller = threading.get_native_id()
+    before = thread_policies()
+    seen = []
+    encoder = open_encoder(str(tmp_path / "av1.mp4"), RGBEncoderConfig(), width=128, height=96, fps=10)
+    for episode in range(2):
+        for index in range(12):
+            encoder.add_frame(paint_frame(episode, index, 96, 128))
+            seen.append(thread_policies())
+        encoder.end_episode()
+    encoder.close()
+    seen.append(thread_policies())
+    assert all(policies[caller] == before[caller] for policies in seen if caller in policies)
+    realtime = {os.SCHED_FIFO, os.SCHED_RR}
+    started = [policy for policies in seen for tid, policy in policies.items() if tid not in before]
+    assert started, "the encoder's threads were not seen"
+    assert not [policy for policy in started if policy[0] in realtime]

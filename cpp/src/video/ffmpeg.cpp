@@ -1,5 +1,11 @@
 #include "ffmpeg.hpp"
 
+#include <linux/capability.h>
+#include <pthread.h>
+#include <sched.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <cstdarg>
 #include <cstdio>
@@ -78,5 +84,50 @@ ThreadLoggedErrors::ThreadLoggedErrors(bool* flag) : enclosing_(t_logged_error_f
 }
 
 ThreadLoggedErrors::~ThreadLoggedErrors() { t_logged_error_flag = enclosing_; }
+
+namespace {
+
+// The calling thread's capability sets (raw syscalls: libcap is not a dependency).
+bool thread_capabilities(__user_cap_data_struct (&data)[2]) {
+  __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+  return syscall(SYS_capget, &header, data) == 0;
+}
+
+bool set_thread_capabilities(__user_cap_data_struct (&data)[2]) {
+  __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+  return syscall(SYS_capset, &header, data) == 0;
+}
+
+constexpr uint32_t kSysNiceBit = 1u << CAP_SYS_NICE;  // CAP_SYS_NICE < 32: in data[0]
+
+}  // namespace
+
+NoRealtimeScope::NoRealtimeScope() {
+  sched_param param{};
+  if (pthread_getschedparam(pthread_self(), &policy_, &param) == 0)
+    priority_ = param.sched_priority;
+  __user_cap_data_struct data[2] = {};
+  if (thread_capabilities(data) && (data[0].effective & kSysNiceBit)) {
+    data[0].effective &= ~kSysNiceBit;  // still permitted: raised again on leaving
+    lowered_capability_ = set_thread_capabilities(data);
+  }
+}
+
+NoRealtimeScope::~NoRealtimeScope() {
+  if (lowered_capability_) {
+    __user_cap_data_struct data[2] = {};
+    if (thread_capabilities(data)) {
+      data[0].effective |= kSysNiceBit;
+      set_thread_capabilities(data);
+    }
+  }
+  int policy = 0;
+  sched_param param{};
+  if (pthread_getschedparam(pthread_self(), &policy, &param) == 0 &&
+      (policy != policy_ || param.sched_priority != priority_)) {
+    param.sched_priority = priority_;
+    pthread_setschedparam(pthread_self(), policy_, &param);
+  }
+}
 
 }  // namespace dexloop::video::ffmpeg

@@ -94,4 +94,24 @@ class ThreadLoggedErrors {
   bool* enclosing_;
 };
 
+// While alive, keeps codec libraries from raising the calling thread, or the threads they start,
+// to real-time scheduling. SVT-AV1 (1.4, Debian's) switches the thread that opens an encoder to
+// SCHED_FIFO at the highest priority whenever the process may, as root may, and the encoder threads
+// it then starts inherit that: a Python thread recording as root would be left at FIFO 99, able to
+// starve the whole machine, and busy encoder threads would preempt the control loop's FIFO 50
+// thread. So, around opening a codec, the thread's CAP_SYS_NICE is lowered (the threads it starts
+// meanwhile inherit that), and its policy and priority are put back as they were.
+class NoRealtimeScope {
+ public:
+  NoRealtimeScope();
+  ~NoRealtimeScope();
+  NoRealtimeScope(const NoRealtimeScope&) = delete;
+  NoRealtimeScope& operator=(const NoRealtimeScope&) = delete;
+
+ private:
+  int policy_ = 0;
+  int priority_ = 0;
+  bool lowered_capability_ = false;
+};
+
 }  // namespace dexloop::video::ffmpeg

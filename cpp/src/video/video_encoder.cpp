@@ -257,7 +257,11 @@ struct VideoEncoder::Impl {
     for (const auto& [key, value] : settings.options) {
       av_dict_set(&options.raw, key.c_str(), value.c_str(), 0);
     }
-    int result = avcodec_open2(context.get(), codec, &options.raw);
+    int result = 0;
+    {
+      ffmpeg::NoRealtimeScope no_realtime;
+      result = avcodec_open2(context.get(), codec, &options.raw);
+    }
     if (result < 0) {
       fail("cannot open encoder " + settings.codec + " for " + std::to_string(settings.width) +
                "x" + std::to_string(settings.height) + " " + settings.pix_fmt,
