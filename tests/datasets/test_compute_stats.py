@@ -66,3 +66,26 @@ def test_episode_stats_by_feature_kind() -> None:
     assert sorted(stats) == ["camera", "state"]
     np.testing.assert_array_equal(stats["camera"]["mean"], REFERENCE["image/mean"])
     np.testing.assert_array_equal(stats["state"]["q99"], REFERENCE["numeric/float32_vector/q99"])
+
+
+@pytest.mark.parametrize(
+    ("kind", "dtype", "low", "high"),
+    [
+        ("full range", np.uint8, 0, 256),
+        ("narrow range", np.uint8, 50, 53),
+        ("constant", np.uint8, 7, 8),
+        ("16-bit depth codes", np.uint16, 0, 4096),
+        ("signed", np.int16, -300, 300),
+    ],
+)
+def test_integer_images_give_the_stats_of_their_float_values(kind: str, dtype, low: int, high: int) -> None:
+    """Extrema and histograms of 8- and 16-bit images are taken per channel from the integers:
+    every stat must equal the one computed over the same values as float32 rows."""
+    rng = np.random.default_rng(len(kind))
+    for frames, channels in ((2, 3), (37, 3), (12, 1)):
+        images = rng.integers(low, high, size=(frames, channels, 23, 31)).astype(dtype)
+        for depth in (False, True):
+            got, want = image_stats(images, depth=depth), image_stats(images.astype(np.float32), depth=depth)
+            for stat in STATS:
+                assert got[stat].dtype == want[stat].dtype, (kind, stat)
+                np.testing.assert_array_equal(got[stat], want[stat], err_msg=f"{kind}: {stat}")

@@ -69,8 +69,15 @@ def histogram_quantile(histogram: np.ndarray, edges: np.ndarray, target: float) 
     return edges[index] + (target - before) / inside * (edges[index + 1] - edges[index])
 
 
-def _rows_stats(rows: np.ndarray, count: int, quantiles: Sequence[float]) -> dict[str, np.ndarray]:
-    """Stats over the rows of a 2-D array (one column per dimension); `count` is what is recorded."""
+def _rows_stats(
+    rows: np.ndarray,
+    count: int,
+    quantiles: Sequence[float],
+    columns: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
+    """Stats over the rows of a 2-D array (one column per dimension); `count` is what is recorded.
+    `columns`, when given, holds the same values one dimension per row (an image's channels): of 8-
+    or 16-bit integers, the extrema and histograms come from it, the same numbers far sooner."""
     if rows.shape[0] < 2:
         stats = {
             "min": np.min(rows, axis=0),
@@ -81,8 +88,17 @@ def _rows_stats(rows: np.ndarray, count: int, quantiles: Sequence[float]) -> dic
         }
         stats.update({quantile_key(q): stats["mean"].copy() for q in quantiles})
         return stats
+    small_integers = columns is not None and columns.dtype.kind in "ui" and columns.dtype.itemsize <= 2
     rows = rows.astype(np.result_type(rows.dtype, np.float32), copy=False)
-    low, high = np.min(rows, axis=0), np.max(rows, axis=0)
+    if small_integers:
+        # Extrema do not depend on the order of the values, and converting integers this small to
+        # float is exact: the same numbers as over the float rows.
+        low = np.min(columns, axis=1).astype(rows.dtype)
+        high = np.max(columns, axis=1).astype(rows.dtype)
+    else:
+        low, high = np.min(rows, axis=0), np.max(rows, axis=0)
+    # The sums stay as LeRobot's: numpy's float32 accumulation along the rows, whose rounding the
+    # stored means carry.
     mean = np.mean(rows, axis=0)
     mean_of_squares = np.mean(rows**2, axis=0)
     stats = {
@@ -95,7 +111,17 @@ def _rows_stats(rows: np.ndarray, count: int, quantiles: Sequence[float]) -> dic
     histograms, edges = [], []
     for dim in range(rows.shape[1]):
         dim_edges = np.linspace(low[dim] - 1e-10, high[dim] + 1e-10, QUANTILE_BINS + 1)
-        histograms.append(np.histogram(rows[:, dim], bins=dim_edges)[0].astype(np.float64))
+        if small_integers:
+            # Each distinct value, weighted by how often it occurs, falls in the bin its every
+            # occurrence would: the same counts as binning every value.
+            offset = int(columns[dim].min()) if columns.dtype.kind == "i" else 0
+            occurrences = np.bincount(columns[dim].ravel().astype(np.int64) - offset)
+            present = np.flatnonzero(occurrences)
+            values = (present + offset).astype(rows.dtype)
+            histogram = np.histogram(values, bins=dim_edges, weights=occurrences[present])[0]
+        else:
+            histogram = np.histogram(rows[:, dim], bins=dim_edges)[0]
+        histograms.append(histogram.astype(np.float64))
         edges.append(dim_edges)
     total = rows.shape[0]
     for q in quantiles:
@@ -124,7 +150,9 @@ def image_stats(
     per channel, shaped (C, 1, 1), in [0, 1] for RGB (depth keeps its units)."""
     sampled = np.asarray(sampled)
     frames, channels = sampled.shape[0], sampled.shape[1]
-    stats = _rows_stats(sampled.transpose(0, 2, 3, 1).reshape(-1, channels), frames, quantiles)
+    rows = sampled.transpose(0, 2, 3, 1).reshape(-1, channels)
+    by_channel = sampled.transpose(1, 0, 2, 3).reshape(channels, -1)
+    stats = _rows_stats(rows, frames, quantiles, columns=by_channel)
     scale = 1.0 if depth else 255.0
     return {k: v if k == "count" else v.reshape(channels, 1, 1) / scale for k, v in stats.items()}
 

@@ -34,7 +34,7 @@ import io
 import logging
 import os
 from collections.abc import Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -245,6 +245,7 @@ class DatasetWriter:
         self._finalized = False
         self._broken: BaseException | None = None
         self._image_pool: ThreadPoolExecutor | None = None  # made at the first image feature's frame
+        self._episode_ends: ThreadPoolExecutor | None = None  # made at the first save with cameras
 
         info = meta.info
         last = (
@@ -342,6 +343,21 @@ class DatasetWriter:
             self._image_pool = ThreadPoolExecutor(workers, thread_name_prefix="dexloop-image-cells")
         return self._image_pool
 
+    def _end_camera_episodes(self) -> dict[str, Future]:
+        """Every camera's encoder asked to end the episode at once, each waited for on a thread of
+        its own: the codecs drain their last frames side by side (and beside the row and stats
+        work), where one after the other the drains would add up."""
+        if not self._cameras:
+            return {}
+        if self._episode_ends is None:
+            self._episode_ends = ThreadPoolExecutor(
+                len(self._cameras), thread_name_prefix="dexloop-episode-ends"
+            )
+        return {
+            key: self._episode_ends.submit(camera.encoder.end_episode)
+            for key, camera in self._cameras.items()
+        }
+
     def _quantiser(self) -> tuple[float, float, float, bool]:
         config = self.depth_encoder
         return config.depth_min, config.depth_max, config.shift, config.use_log
@@ -409,9 +425,13 @@ class DatasetWriter:
         new_tasks = [task for task in episode_tasks if task not in known]
         task_of = {task: i for i, task in enumerate(known + new_tasks)}
 
-        columns = self._columns(buffer, episode_index, first_frame, task_of)
-        stats = self._episode_stats(buffer, columns)
-        videos = {key: camera.encoder.end_episode() for key, camera in self._cameras.items()}
+        ends = self._end_camera_episodes()
+        try:
+            columns = self._columns(buffer, episode_index, first_frame, task_of)
+            stats = self._episode_stats(buffer, columns)
+        finally:
+            wait(ends.values())  # nothing of this episode goes on behind an error
+        videos = {key: end.result() for key, end in ends.items()}
         for camera in self._cameras.values():
             camera.saved_episodes += 1
             camera.last_episode_bytes = self._video_bytes(camera) - camera.bytes_before_episode
@@ -607,9 +627,10 @@ class DatasetWriter:
                 camera.encoder.close()
                 self._closed_videos.append(camera.relative_path(self.meta.info))
             camera.encoder = None
-        if self._image_pool is not None:
-            self._image_pool.shutdown(wait=True, cancel_futures=True)
-            self._image_pool = None
+        for pool in (self._image_pool, self._episode_ends):
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+        self._image_pool = self._episode_ends = None
         self._sync_session_info()
         self.meta.info = assemble(self._journal, self._closed_videos)
         self._finalized = True
