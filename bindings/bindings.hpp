@@ -2,9 +2,12 @@
 #pragma once
 
 #include <nanobind/nanobind.h>
+#include <nanobind/ndarray.h>
 
+#include <cstddef>
 #include <string>
 #include <variant>
+#include <vector>
 
 #include "dexloop/bus/protocol.hpp"
 
@@ -14,6 +17,17 @@ namespace dexloop::bindings {
 // "dynamixel") parsed by the core's one parser.
 using ProtocolArg = std::variant<bus::Protocol, std::string>;
 bus::Protocol protocol_from(const ProtocolArg& protocol);
+
+// A new numpy array of `shape` for the core to fill through data(); Python owns it and frees it
+// with its last reference.
+template <typename T>
+nanobind::ndarray<nanobind::numpy, T> new_array(const std::vector<size_t>& shape) {
+  size_t count = 1;
+  for (size_t extent : shape) count *= extent;
+  T* data = new T[count > 0 ? count : 1];
+  nanobind::capsule owner(data, [](void* pointer) noexcept { delete[] static_cast<T*>(pointer); });
+  return nanobind::ndarray<nanobind::numpy, T>(data, shape.size(), shape.data(), owner);
+}
 
 void register_errors(nanobind::module_& module);
 void register_video(nanobind::module_& module);

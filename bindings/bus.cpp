@@ -157,14 +157,6 @@ void require_batch(size_t count, const char* operation) {
     throw nb::value_error((std::string(operation) + " needs 1 to 64 motor ids").c_str());
 }
 
-// A new int64 array of `count` values for Python.
-std::pair<nb::ndarray<nb::numpy, int64_t>, int64_t*> new_values(size_t count) {
-  auto* values = new int64_t[count];
-  nb::capsule owner(values,
-                    [](void* pointer) noexcept { delete[] static_cast<int64_t*>(pointer); });
-  return {nb::ndarray<nb::numpy, int64_t>(values, {count}, owner), values};
-}
-
 // Dynamixel BULK_READ: one register per motor, each its own.
 nb::ndarray<nb::numpy, int64_t> bulk_read(ServoBus& servo_bus, Ids ids,
                                           std::vector<const Register*> registers, int retries) {
@@ -172,7 +164,8 @@ nb::ndarray<nb::numpy, int64_t> bulk_read(ServoBus& servo_bus, Ids ids,
   require_unclaimed(servo_bus, "bulk_read");
   if (registers.size() != count) throw nb::value_error("bulk_read needs one register per motor id");
   require_batch(count, "bulk_read");
-  auto [array, values] = new_values(count);
+  auto array = new_array<int64_t>({count});
+  int64_t* values = array.data();
   Result result;
   {
     nb::gil_scoped_release release;
@@ -188,7 +181,8 @@ nb::ndarray<nb::numpy, int64_t> sync_read(ServoBus& servo_bus, Ids ids, const Re
   require_unclaimed(servo_bus, "sync_read " + std::string(reg.name));
   const size_t count = ids.shape(0);
   require_batch(count, "sync_read");
-  auto [array, values] = new_values(count);
+  auto array = new_array<int64_t>({count});
+  int64_t* values = array.data();
   Result result;
   {
     nb::gil_scoped_release release;
@@ -205,19 +199,14 @@ void sync_write(ServoBus& servo_bus, Ids ids, const Register& reg, Values values
   if (values.shape(0) != count) throw nb::value_error("sync_write needs one value per motor id");
   require_batch(count, "sync_write");
   Result result;
+  size_t refused = 0;  // the index of the value that does not fit, when one does not
   {
     nb::gil_scoped_release release;
     result = bus::sync_write_values(servo_bus, std::span<const uint8_t>(ids.data(), count), reg,
-                                    std::span<const int64_t>(values.data(), count));
+                                    std::span<const int64_t>(values.data(), count), &refused);
   }
-  int64_t refused = 0;  // the value named when one does not fit
-  for (size_t i = 0; result.status == Status::kValueOutOfRange && i < count; ++i) {
-    if (ids.data()[i] == result.id) {
-      refused = values.data()[i];
-      break;
-    }
-  }
-  check_value(servo_bus, result, reg, refused, "sync_write " + std::string(reg.name));
+  check_value(servo_bus, result, reg, values.data()[refused],
+              "sync_write " + std::string(reg.name));
 }
 
 nb::dict broadcast_ping(ServoBus& servo_bus, double window_ms) {

@@ -7,6 +7,7 @@
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/vector.h>
 
+#include <algorithm>
 #include <cmath>
 #include <optional>
 #include <string>
@@ -183,10 +184,9 @@ std::vector<std::string> fault_names(uint32_t faults) {
 
 template <typename T>
 nb::ndarray<nb::numpy, T> copy_array(const T* values, size_t count) {
-  auto* data = new T[count];
-  for (size_t i = 0; i < count; ++i) data[i] = values[i];
-  nb::capsule owner(data, [](void* pointer) noexcept { delete[] static_cast<T*>(pointer); });
-  return nb::ndarray<nb::numpy, T>(data, {count}, owner);
+  auto array = new_array<T>({count});
+  std::copy_n(values, count, array.data());
+  return array;
 }
 
 nb::dict snapshot_dict(const ControlLoop& loop) {

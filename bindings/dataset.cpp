@@ -17,15 +17,6 @@ using dataset::EpisodeIndex;
 using dataset::EpisodeSpan;
 using Int64Vector = nb::ndarray<const int64_t, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
 
-template <typename T>
-nb::ndarray<nb::numpy, T> new_array(std::vector<size_t> shape) {
-  size_t count = 1;
-  for (size_t extent : shape) count *= extent;
-  T* data = new T[count > 0 ? count : 1];
-  nb::capsule owner(data, [](void* pointer) noexcept { delete[] static_cast<T*>(pointer); });
-  return nb::ndarray<nb::numpy, T>(data, shape.size(), shape.data(), owner);
-}
-
 EpisodeIndex make_index(Int64Vector from_index, Int64Vector to_index, Int64Vector first_row) {
   const size_t count = from_index.shape(0);
   if (to_index.shape(0) != count || first_row.shape(0) != count) {

@@ -99,11 +99,9 @@ nb::ndarray<nb::numpy, uint8_t> decoder_decode(VideoDecoder& decoder, Timestamps
   const size_t count = timestamps.shape(0);
   const size_t height = static_cast<size_t>(info.height);
   const size_t width = static_cast<size_t>(info.width);
-  auto* data = new uint8_t[count * 3 * height * width];
-  nb::capsule owner(data, [](void* pointer) noexcept { delete[] static_cast<uint8_t*>(pointer); });
-  std::vector<size_t> shape = channels_last ? std::vector<size_t>{count, height, width, 3}
-                                            : std::vector<size_t>{count, 3, height, width};
-  nb::ndarray<nb::numpy, uint8_t> result(data, shape.size(), shape.data(), owner);
+  auto result = new_array<uint8_t>(channels_last ? std::vector<size_t>{count, height, width, 3}
+                                                 : std::vector<size_t>{count, 3, height, width});
+  uint8_t* data = result.data();
   std::span<const double> times(timestamps.data(), count);
   {
     nb::gil_scoped_release release;
@@ -195,10 +193,8 @@ nb::ndarray<nb::numpy, uint16_t> decoder_decode_gray16(VideoDecoder& decoder, Ti
   const size_t count = timestamps.shape(0);
   const size_t height = static_cast<size_t>(info.height);
   const size_t width = static_cast<size_t>(info.width);
-  auto* data = new uint16_t[count * height * width];
-  nb::capsule owner(data, [](void* pointer) noexcept { delete[] static_cast<uint16_t*>(pointer); });
-  const size_t shape[4] = {count, 1, height, width};
-  nb::ndarray<nb::numpy, uint16_t> result(data, 4, shape, owner);
+  auto result = new_array<uint16_t>({count, 1, height, width});
+  uint16_t* data = result.data();
   std::span<const double> times(timestamps.data(), count);
   {
     nb::gil_scoped_release release;

@@ -133,9 +133,11 @@ TEST(RegisterIo, AValueThatDoesNotFitIsRefusedBeforeAnythingIsSent) {
   const Register& goal = register_of("sts3215", "Goal_Position");
   const uint8_t ids[] = {1, 2, 3};
   const int64_t values[] = {100, 40000, -5};
-  Result result = sync_write_values(servo_bus, ids, goal, values);
+  size_t refused = 99;
+  Result result = sync_write_values(servo_bus, ids, goal, values, &refused);
   EXPECT_EQ(result.status, Status::kValueOutOfRange);
   EXPECT_EQ(result.id, 2);
+  EXPECT_EQ(refused, 1u);
   result = write_value(servo_bus, 3, goal, -40000, 0);
   EXPECT_EQ(result.status, Status::kValueOutOfRange);
   EXPECT_EQ(result.id, 3);

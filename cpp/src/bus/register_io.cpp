@@ -93,11 +93,14 @@ Result sync_read_values(ServoBus& bus, std::span<const uint8_t> ids, const Regis
 }
 
 Result sync_write_values(ServoBus& bus, std::span<const uint8_t> ids, const Register& reg,
-                         std::span<const int64_t> values) {
+                         std::span<const int64_t> values, size_t* refused) {
   if (!batch_size_ok(ids.size()) || values.size() != ids.size()) return {Status::kTxError};
   uint8_t raw[kMaxBatchBytes];
-  const size_t refused = encode_values(reg, bus.byte_order(), values, raw);
-  if (refused != kAllFit) return {Status::kValueOutOfRange, ids[refused]};
+  const size_t misfit = encode_values(reg, bus.byte_order(), values, raw);
+  if (misfit != kAllFit) {
+    if (refused != nullptr) *refused = misfit;
+    return {Status::kValueOutOfRange, ids[misfit]};
+  }
   return bus.sync_write(ids, reg.address, reg.size,
                         std::span<const uint8_t>(raw, ids.size() * reg.size));
 }

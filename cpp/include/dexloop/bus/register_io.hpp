@@ -48,9 +48,10 @@ Result reg_write_value(ServoBus& bus, uint8_t id, const Register& reg, int64_t v
 // `reg` of every id, in the order of `ids`.
 Result sync_read_values(ServoBus& bus, std::span<const uint8_t> ids, const Register& reg,
                         std::span<int64_t> values, int retries, bool fast = false);
-// One SYNC_WRITE of values[i] to ids[i]: nothing is sent unless every value fits.
+// One SYNC_WRITE of values[i] to ids[i]: nothing is sent unless every value fits. When one does
+// not (kValueOutOfRange, naming its motor), its index is stored at `refused` if given.
 Result sync_write_values(ServoBus& bus, std::span<const uint8_t> ids, const Register& reg,
-                         std::span<const int64_t> values);
+                         std::span<const int64_t> values, size_t* refused = nullptr);
 // Dynamixel BULK_READ of registers[i] of ids[i].
 Result bulk_read_values(ServoBus& bus, std::span<const uint8_t> ids,
                         std::span<const Register* const> registers, std::span<int64_t> values,
