@@ -1,4 +1,5 @@
-// dexloop._core.dataset: the episode index of delta_timestamps windows, batch at a time.
+// dexloop._core.dataset: the episode index of delta_timestamps windows, batch at a time, and the
+// channel sums of LeRobot's image statistics.
 #include <nanobind/ndarray.h>
 #include <nanobind/stl/vector.h>
 
@@ -6,6 +7,7 @@
 
 #include "bindings.hpp"
 #include "dexloop/dataset/episode_index.hpp"
+#include "dexloop/dataset/image_sums.hpp"
 
 namespace nb = nanobind;
 using namespace nb::literals;
@@ -54,6 +56,29 @@ nb::tuple window(const EpisodeIndex& index, Int64Vector rows, Int64Vector deltas
   return nb::make_tuple(source_rows, is_pad);
 }
 
+template <typename Sample>
+using Images = nb::ndarray<const Sample, nb::ndim<4>, nb::c_contig, nb::device::cpu>;
+
+template <typename Sample>
+nb::tuple image_channel_sums(Images<Sample> images) {
+  const size_t channels = images.shape(1);
+  if (channels == 0) throw nb::value_error("channel_sums: the images have no channel");
+  constexpr size_t levels = size_t{1} << (8 * sizeof(Sample));
+  auto sums = new_array<float>({channels});
+  auto squares = new_array<float>({channels});
+  auto counts = new_array<int64_t>({channels, levels});
+  const dataset::ImagePlanes<Sample> planes{
+      images.data(), static_cast<int64_t>(images.shape(0)), static_cast<int64_t>(channels),
+      static_cast<int64_t>(images.shape(2) * images.shape(3))};
+  std::span<float> sum_span(sums.data(), channels), square_span(squares.data(), channels);
+  std::span<int64_t> count_span(counts.data(), channels * levels);
+  {
+    nb::gil_scoped_release release;
+    dataset::channel_sums(planes, sum_span, square_span, count_span);
+  }
+  return nb::make_tuple(sums, squares, counts);
+}
+
 }  // namespace
 
 void register_dataset(nb::module_& module) {
@@ -77,6 +102,16 @@ void register_dataset(nb::module_& module) {
       },
       "deltas_s"_a, "fps"_a, "tolerance_s"_a,
       "LeRobot's delta_timestamps check and conversion to frame offsets (round half to even).");
+
+  constexpr const char* channel_sums_doc =
+      "For images (S, C, H, W) of uint8, int8, uint16 or int16: (sums (C,) float32, squares (C,) "
+      "float32, counts (C, levels) int64). The sums of the samples and of their squares are "
+      "accumulated in float32 image by image, pixel by pixel, as numpy's mean over rows of pixels "
+      "accumulates them; counts[c, v - lowest] is how often value v occurs in channel c.";
+  module.def("channel_sums", &image_channel_sums<uint8_t>, "images"_a, channel_sums_doc);
+  module.def("channel_sums", &image_channel_sums<int8_t>, "images"_a);
+  module.def("channel_sums", &image_channel_sums<uint16_t>, "images"_a);
+  module.def("channel_sums", &image_channel_sums<int16_t>, "images"_a);
 }
 
 }  // namespace dexloop::bindings

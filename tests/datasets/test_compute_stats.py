@@ -79,13 +79,20 @@ def test_episode_stats_by_feature_kind() -> None:
     ],
 )
 def test_integer_images_give_the_stats_of_their_float_values(kind: str, dtype, low: int, high: int) -> None:
-    """Extrema and histograms of 8- and 16-bit images are taken per channel from the integers:
-    every stat must equal the one computed over the same values as float32 rows."""
+    """8- and 16-bit images take their stats from the core's channel sums and value counts:
+    every stat must equal the one numpy computes over the same values as float32 rows. The large
+    shapes sum past 2**24, where a float32 sum in another order than numpy's rounds otherwise."""
     rng = np.random.default_rng(len(kind))
-    for frames, channels in ((2, 3), (37, 3), (12, 1)):
-        images = rng.integers(low, high, size=(frames, channels, 23, 31)).astype(dtype)
+    shapes = ((2, 3, 23, 31), (37, 3, 23, 31), (12, 1, 23, 31), (40, 3, 120, 160), (9, 4, 64, 64))
+    shapes += ((30, 1, 120, 160), (5, 2, 16, 16), (1, 3, 40, 56), (1, 1, 40, 56))
+    for shape, layout in [(shape, "CHW") for shape in shapes] + [((6, 3, 40, 56), "HWC view")]:
+        images = rng.integers(low, high, size=shape).astype(dtype)
+        if layout == "HWC view":  # frames stored HWC, handed over as a CHW view without a copy
+            images = np.ascontiguousarray(images.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
         for depth in (False, True):
             got, want = image_stats(images, depth=depth), image_stats(images.astype(np.float32), depth=depth)
             for stat in STATS:
                 assert got[stat].dtype == want[stat].dtype, (kind, stat)
-                np.testing.assert_array_equal(got[stat], want[stat], err_msg=f"{kind}: {stat}")
+                np.testing.assert_array_equal(
+                    got[stat], want[stat], err_msg=f"{kind} {shape} {layout}: {stat}"
+                )

@@ -23,6 +23,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from dexloop import _core
+
 DEFAULT_QUANTILES = (0.01, 0.10, 0.50, 0.90, 0.99)
 QUANTILE_BINS = 5000
 
@@ -69,66 +71,88 @@ def histogram_quantile(histogram: np.ndarray, edges: np.ndarray, target: float) 
     return edges[index] + (target - before) / inside * (edges[index + 1] - edges[index])
 
 
-def _rows_stats(
-    rows: np.ndarray,
+def _quantile_edges(low: np.floating, high: np.floating) -> np.ndarray:
+    return np.linspace(low - 1e-10, high + 1e-10, QUANTILE_BINS + 1)
+
+
+def _summary(
+    low: np.ndarray,
+    high: np.ndarray,
+    mean: np.ndarray,
+    mean_of_squares: np.ndarray,
     count: int,
+    histograms: Sequence[np.ndarray],
+    edges: Sequence[np.ndarray],
+    total: int,
     quantiles: Sequence[float],
-    columns: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
-    """Stats over the rows of a 2-D array (one column per dimension); `count` is what is recorded.
-    `columns`, when given, holds the same values one dimension per row (an image's channels): of 8-
-    or 16-bit integers, the extrema and histograms come from it, the same numbers far sooner."""
+    """LeRobot's stats entries from the extrema, the means of the values and of their squares, and
+    one histogram per dimension over `total` values."""
+    stats = {
+        "min": low,
+        "max": high,
+        "mean": mean,
+        "std": np.sqrt(np.maximum(0, mean_of_squares - mean**2)),
+        "count": np.array([count]),  # before the quantiles: LeRobot's column order
+    }
+    for q in quantiles:
+        stats[quantile_key(q)] = np.array(
+            [histogram_quantile(h, e, q * total) for h, e in zip(histograms, edges, strict=True)]
+        )
+    return stats
+
+
+def _rows_stats(rows: np.ndarray, count: int, quantiles: Sequence[float]) -> dict[str, np.ndarray]:
+    """Stats over the rows of a 2-D array (one column per dimension); `count` is what is recorded."""
     if rows.shape[0] < 2:
         stats = {
             "min": np.min(rows, axis=0),
             "max": np.max(rows, axis=0),
             "mean": np.mean(rows, axis=0),
             "std": np.std(rows, axis=0),
-            "count": np.array([count]),  # before the quantiles: LeRobot's column order
+            "count": np.array([count]),
         }
         stats.update({quantile_key(q): stats["mean"].copy() for q in quantiles})
         return stats
-    small_integers = columns is not None and columns.dtype.kind in "ui" and columns.dtype.itemsize <= 2
     rows = rows.astype(np.result_type(rows.dtype, np.float32), copy=False)
-    if small_integers:
-        # Extrema do not depend on the order of the values, and converting integers this small to
-        # float is exact: the same numbers as over the float rows.
-        low = np.min(columns, axis=1).astype(rows.dtype)
-        high = np.max(columns, axis=1).astype(rows.dtype)
+    low, high = np.min(rows, axis=0), np.max(rows, axis=0)
+    edges = [_quantile_edges(low[dim], high[dim]) for dim in range(rows.shape[1])]
+    histograms = [
+        np.histogram(rows[:, dim], bins=edges[dim])[0].astype(np.float64) for dim in range(rows.shape[1])
+    ]
+    mean, mean_of_squares = np.mean(rows, axis=0), np.mean(rows**2, axis=0)
+    return _summary(low, high, mean, mean_of_squares, count, histograms, edges, rows.shape[0], quantiles)
+
+
+def _integer_image_stats(sampled: np.ndarray, quantiles: Sequence[float]) -> dict[str, np.ndarray]:
+    """_rows_stats over the pixels of 8- or 16-bit images (S, C, H, W), the same numbers from the
+    core's channel sums (dexloop/dataset/image_sums.hpp): the means of several channels from float32
+    sums accumulated in numpy's order and divided as np.mean divides them, the extrema and
+    histograms from the counts of each value (all its occurrences fall in one bin)."""
+    frames, channels = sampled.shape[0], sampled.shape[1]
+    total = frames * sampled.shape[2] * sampled.shape[3]
+    sums, squares, counts = _core.dataset.channel_sums(np.ascontiguousarray(sampled))
+    if channels >= 2 and frames >= 2 and sampled.flags.c_contiguous:
+        # The float rows are a C-ordered copy, which numpy reduces row after row as the core does;
+        # np.mean's own division: in place, by the row count as an intp.
+        mean = np.true_divide(sums, np.intp(total), out=sums, casting="unsafe")
+        mean_of_squares = np.true_divide(squares, np.intp(total), out=squares, casting="unsafe")
     else:
-        low, high = np.min(rows, axis=0), np.max(rows, axis=0)
-    # The sums stay as LeRobot's: numpy's float32 accumulation along the rows, whose rounding the
-    # stored means carry.
-    mean = np.mean(rows, axis=0)
-    mean_of_squares = np.mean(rows**2, axis=0)
-    stats = {
-        "min": low,
-        "max": high,
-        "mean": mean,
-        "std": np.sqrt(np.maximum(0, mean_of_squares - mean**2)),
-        "count": np.array([count]),
-    }
+        # One frame's or one channel's rows keep each channel contiguous, and numpy sums a
+        # contiguous run pairwise, not in order: its own means over the float rows.
+        rows = sampled.transpose(0, 2, 3, 1).reshape(-1, channels).astype(np.float32)
+        mean, mean_of_squares = np.mean(rows, axis=0), np.mean(rows**2, axis=0)
+    lowest = int(np.iinfo(sampled.dtype).min)
+    low, high = np.empty(channels, np.float32), np.empty(channels, np.float32)
     histograms, edges = [], []
-    for dim in range(rows.shape[1]):
-        dim_edges = np.linspace(low[dim] - 1e-10, high[dim] + 1e-10, QUANTILE_BINS + 1)
-        if small_integers:
-            # Each distinct value, weighted by how often it occurs, falls in the bin its every
-            # occurrence would: the same counts as binning every value.
-            offset = int(columns[dim].min()) if columns.dtype.kind == "i" else 0
-            occurrences = np.bincount(columns[dim].ravel().astype(np.int64) - offset)
-            present = np.flatnonzero(occurrences)
-            values = (present + offset).astype(rows.dtype)
-            histogram = np.histogram(values, bins=dim_edges, weights=occurrences[present])[0]
-        else:
-            histogram = np.histogram(rows[:, dim], bins=dim_edges)[0]
-        histograms.append(histogram.astype(np.float64))
-        edges.append(dim_edges)
-    total = rows.shape[0]
-    for q in quantiles:
-        stats[quantile_key(q)] = np.array(
-            [histogram_quantile(h, e, q * total) for h, e in zip(histograms, edges, strict=True)]
-        )
-    return stats
+    for channel in range(channels):
+        present = np.flatnonzero(counts[channel])
+        values = (present + lowest).astype(np.float32)
+        low[channel], high[channel] = values[0], values[-1]
+        edges.append(_quantile_edges(low[channel], high[channel]))
+        weights = counts[channel][present]
+        histograms.append(np.histogram(values, bins=edges[-1], weights=weights)[0].astype(np.float64))
+    return _summary(low, high, mean, mean_of_squares, frames, histograms, edges, total, quantiles)
 
 
 def numeric_stats(
@@ -150,9 +174,11 @@ def image_stats(
     per channel, shaped (C, 1, 1), in [0, 1] for RGB (depth keeps its units)."""
     sampled = np.asarray(sampled)
     frames, channels = sampled.shape[0], sampled.shape[1]
-    rows = sampled.transpose(0, 2, 3, 1).reshape(-1, channels)
-    by_channel = sampled.transpose(1, 0, 2, 3).reshape(channels, -1)
-    stats = _rows_stats(rows, frames, quantiles, columns=by_channel)
+    pixels = frames * sampled.shape[2] * sampled.shape[3]
+    if sampled.dtype.kind in "ui" and sampled.dtype.itemsize <= 2 and pixels >= 2:
+        stats = _integer_image_stats(sampled, quantiles)
+    else:
+        stats = _rows_stats(sampled.transpose(0, 2, 3, 1).reshape(-1, channels), frames, quantiles)
     scale = 1.0 if depth else 255.0
     return {k: v if k == "count" else v.reshape(channels, 1, 1) / scale for k, v in stats.items()}
 
