@@ -15,6 +15,9 @@ The frames are made before the timed part and handed to both the same way (from 
 
     python bench/bench_record.py                 # prints the table, writes bench/results/bench_record.*
     python bench/bench_record.py --episodes 4    # a shorter run
+    python bench/bench_record.py --episodes 6 --frames 120 --rounds 0 --paced 10
+        # frames as cameras deliver them, where the encoders keep up: how long end_episode and the
+        # writer's save_episode block (bench/results/bench_record_paced.*)
 """
 
 from __future__ import annotations
@@ -74,7 +77,11 @@ def throughput(frames: int, wall: float, cpu: float, blocking: list[float], bloc
         "wall_s": wall,
         "cpu_s": cpu,
         "fps_per_camera": frames / wall,
-        blocking_key: {"median": 1000 * float(np.median(blocking)), "max": 1000 * float(np.max(blocking))},
+        blocking_key: {
+            "median": 1000 * float(np.median(blocking)),
+            "max": 1000 * float(np.max(blocking)),
+            "each": [1000 * float(b) for b in blocking],
+        },
     }
 
 
@@ -167,11 +174,12 @@ def record_with_ffmpeg_cli(folder: Path, frames: dict, encoder_threads: int | No
     }
 
 
-def record_dataset(dataset_class, root: Path, frames: dict, **create_options) -> dict:
+def record_dataset(dataset_class, root: Path, frames: dict, paced_fps: float = 0.0, **create_options) -> dict:
     """A whole recording through a LeRobotDataset class (dexloop's, or LeRobot's when importable):
-    create(), every frame through add_frame() (a 6-D state and action besides the cameras), then
-    save_episode() per episode and finalize(). Frames lost: parquet rows minus each camera's frames
-    in its mp4s (LeRobot's streaming encoder drops frames when its queue is full)."""
+    create(), every frame through add_frame() (a 6-D state and action besides the cameras; as fast
+    as the writer takes them, or at `paced_fps` as cameras deliver them), then save_episode() per
+    episode and finalize(). Frames lost: parquet rows minus each camera's frames in its mp4s
+    (LeRobot's streaming encoder drops frames when its queue is full)."""
     features = {
         "observation.state": {"dtype": "float32", "shape": (6,), "names": None},
         "action": {"dtype": "float32", "shape": (6,), "names": None},
@@ -187,9 +195,12 @@ def record_dataset(dataset_class, root: Path, frames: dict, **create_options) ->
         repo_id="bench/record", fps=FPS, features=features, root=root, **create_options
     )
     for episode in range(episodes):
+        episode_start = time.perf_counter()
         for number, frame_set in enumerate(
             zip(*(frames[camera][episode] for camera in CAMERAS), strict=True)
         ):
+            if paced_fps:
+                time.sleep(max(0.0, episode_start + number / paced_fps - time.perf_counter()))
             frame = {
                 "observation.state": np.full(6, number, dtype=np.float32),
                 "action": np.full(6, -number, dtype=np.float32),
@@ -281,6 +292,37 @@ def plot(results: dict, path: Path) -> None:
     figure.savefig(path, dpi=120)
 
 
+def plot_paced(results: dict, path: Path) -> None:
+    """How long each episode's save blocked in the paced runs: the encoders' end_episode (draining
+    the codecs) against the writer's save_episode (saving their progress instead)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(7, 3.8))
+    drained = results["paced"]["end_episode_blocking_ms"]["each"]
+    saved = results["paced_writer"]["save_episode_blocking_ms"]["each"]
+    episodes = np.arange(len(saved))
+    axis.bar(
+        episodes - 0.2, drained, 0.4, color="tab:gray", label="StreamingEncoder.end_episode (codecs drain)"
+    )
+    axis.bar(episodes + 0.2, saved, 0.4, color="tab:blue", label="LeRobotDataset.save_episode (whole save)")
+    axis.axhline(100, color="tab:red", linestyle="--", label="100 ms")
+    axis.set_xticks(episodes)
+    axis.set_xlabel("episode")
+    axis.set_ylabel("blocking time (ms)")
+    system = results["system"]
+    axis.set_title(
+        f"2 cameras {WIDTH}x{HEIGHT} AV1 (LeRobot's settings), {results['frames_per_episode']}-frame episodes "
+        f"at {results['paced']['fps']:g} fps\n({system['cpu']}, {system['cores']} cores)",
+        fontsize=9,
+    )
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -365,16 +407,32 @@ def main() -> None:
             flush=True,
         )
     if args.paced:
+        from dexloop.datasets import LeRobotDataset
+
         with tempfile.TemporaryDirectory() as scratch:
             paced = record_with_dexloop(Path(scratch), frames, args.encoder_threads, args.paced)
+            writer = record_dataset(LeRobotDataset, Path(scratch) / "writer", frames, paced_fps=args.paced)
         results["paced"] = {"fps": args.paced, **paced}
+        results["paced_writer"] = {"fps": args.paced, **writer}
         print(
             f"paced at {args.paced:g} fps/camera: end_episode median {paced['end_episode_blocking_ms']['median']:.0f} ms, "
             f"max {paced['end_episode_blocking_ms']['max']:.0f} ms; queue waits {sum(paced['queue_full_waits'].values())}; "
             f"frames lost {sum(paced['frames_lost'].values())}",
             flush=True,
         )
+        print(
+            f"paced at {args.paced:g} fps/camera, LeRobotDataset writer: save_episode median "
+            f"{writer['save_episode_blocking_ms']['median']:.0f} ms, max {writer['save_episode_blocking_ms']['max']:.0f} ms; "
+            f"frames lost {sum(writer['frames_lost'].values())}",
+            flush=True,
+        )
     ratios = [run["dexloop_over_ffmpeg_cli"] for run in results["runs"]]
+    if not ratios:  # --rounds 0: the paced runs only, published on their own
+        args.results.mkdir(parents=True, exist_ok=True)
+        (args.results / "bench_record_paced.json").write_text(json.dumps(results, indent=2) + "\n")
+        plot_paced(results, args.results / "bench_record_paced.png")
+        print(f"wrote {args.results / 'bench_record_paced.json'} and bench_record_paced.png")
+        return
     results["dexloop_over_ffmpeg_cli_median"] = float(np.median(ratios))
     results["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(

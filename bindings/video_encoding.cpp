@@ -106,6 +106,8 @@ void register_video_encoding(nb::module_& module) {
               "Presentation time of its first frame (seconds).")
       .def_ro("to_timestamp", &EncodedEpisode::to_timestamp,
               "from_timestamp + frames / fps, as LeRobot records it.")
+      .def_ro("file_bytes", &EncodedEpisode::file_bytes,
+              "The file's size once the episode's fragment is written.")
       .def("__repr__", [](const EncodedEpisode& e) {
         return "EncodedEpisode(first_frame=" + std::to_string(e.first_frame) +
                ", frames=" + std::to_string(e.frames) +
@@ -167,6 +169,22 @@ void register_video_encoding(nb::module_& module) {
       .def("end_episode", &StreamingEncoder::end_episode, nb::call_guard<nb::gil_scoped_release>(),
            "Encodes the queued frames, ends the episode and flushes it to disk; returns where its "
            "frames lie.")
+      .def("save_progress", &StreamingEncoder::save_progress, "progress_path"_a,
+           nb::call_guard<nb::gil_scoped_release>(),
+           "Saves the episode in progress without draining the codec: returns once its frames are "
+           "on disk, the encoded ones in '<progress_path>.packets.mp4', the others as raw frames "
+           "in '<progress_path>.frames'. False (no file left) when the codec reorders frames or "
+           "the files cannot be written: end_episode() then makes the episode durable.")
+      .def("end_episode_soon", &StreamingEncoder::end_episode_soon, "progress_path"_a,
+           "Ends the episode without waiting: the encoding thread drains the codec, writes and "
+           "fsyncs the episode's fragment, then removes the progress files; take_ended() returns "
+           "where its frames lie.")
+      .def("take_ended", &StreamingEncoder::take_ended, "wait"_a = false,
+           nb::call_guard<nb::gil_scoped_release>(),
+           "The episodes end_episode_soon ended whose fragments are written since the last call "
+           "(with wait: all of them, once written). Raises the error that stopped one.")
+      .def_prop_ro("ends_pending", &StreamingEncoder::ends_pending,
+                   "Episodes ended by end_episode_soon whose fragments are not written yet.")
       .def("discard_episode", &StreamingEncoder::discard_episode,
            nb::call_guard<nb::gil_scoped_release>(), "Drops the episode in progress.")
       .def("close", &StreamingEncoder::close, nb::call_guard<nb::gil_scoped_release>(),
@@ -184,6 +202,10 @@ void register_video_encoding(nb::module_& module) {
              "keep_frames"_a = -1, nb::call_guard<nb::gil_scoped_release>(),
              "Rewrites an mp4 (fragmented or not) in place as a regular one, keeping its first "
              "keep_frames frames (all when negative). Returns the frames written.");
+  module.def("complete_frames", &video::complete_frames, "path"_a,
+             nb::call_guard<nb::gil_scoped_release>(),
+             "The frames an mp4 (fragmented or not) holds before its first incomplete one.");
+  module.attr("PROGRESS_FRAMES_HEADER_BYTES") = video::kProgressFramesHeaderBytes;
 }
 
 }  // namespace dexloop::bindings

@@ -107,6 +107,62 @@ TEST(StreamingEncoder, EncodesQueuedFramesInOrderAndCountsWaits) {
   expect_painted(decoded_reds(path, first_times(12)), first_frames(12));
 }
 
+TEST(VideoEncoder, WriteProgressSavesThePacketsSoFarAndTheFramesTheCodecHolds) {
+  const std::string path = fresh_path("progress");
+  const std::string packets = fresh_path("progress_packets");
+  VideoEncoder encoder(path, settings("libsvtav1"));
+  encoder.keep_held_frames(true);
+  for (int f = 0; f < 3; ++f) encoder.add_frame(testing::paint(f, kWidth, kHeight).data());
+  encoder.end_episode();
+  for (int f = 3; f < 15; ++f) encoder.add_frame(testing::paint(f, kWidth, kHeight).data());
+  std::vector<std::vector<uint8_t>> held;
+  const int64_t encoded = encoder.write_progress(packets, [&](const uint8_t* pixels, size_t bytes) {
+    held.emplace_back(pixels, pixels + bytes);
+  });
+  // SVT-AV1's lookahead holds the last frames back; the others are out as packets.
+  ASSERT_GE(encoded, 0);
+  EXPECT_EQ(encoded + static_cast<int64_t>(held.size()), 12);
+  EXPECT_FALSE(held.empty());
+  for (size_t i = 0; i < held.size(); ++i) {
+    EXPECT_EQ(held[i], testing::paint(static_cast<int>(3 + encoded + i), kWidth, kHeight));
+  }
+  if (encoded > 0) {
+    EXPECT_EQ(complete_frames(packets), encoded);
+    std::vector<int> frames;
+    for (int f = 3; f < 3 + encoded; ++f) frames.push_back(f);
+    expect_painted(decoded_reds(packets, first_times(static_cast<int>(encoded))), frames);
+  }
+  // The file still holds only the ended episode; ending this one writes all of it.
+  EXPECT_EQ(complete_frames(path), 3);
+  EXPECT_EQ(encoder.end_episode().frames, 12);
+  encoder.close();
+  expect_painted(decoded_reds(path, first_times(15)), first_frames(15));
+}
+
+TEST(StreamingEncoder, EndEpisodeSoonWritesEachFragmentInOrder) {
+  const std::string path = fresh_path("streaming_soon");
+  const std::string progress = (testing::scratch_dir() / "streaming_soon_progress").string();
+  StreamingEncoder encoder(path, settings("libsvtav1"));
+  for (int episode = 0; episode < 3; ++episode) {
+    for (int f = 0; f < 5; ++f) {
+      encoder.add_frame(testing::paint(episode * 5 + f, kWidth, kHeight).data());
+    }
+    EXPECT_TRUE(encoder.save_progress(progress + std::to_string(episode)));
+    EXPECT_TRUE(std::filesystem::exists(progress + std::to_string(episode) + ".frames"));
+    encoder.end_episode_soon(progress + std::to_string(episode));
+  }
+  std::vector<EncodedEpisode> ended = encoder.take_ended(/*wait=*/true);
+  ASSERT_EQ(ended.size(), 3U);
+  for (int episode = 0; episode < 3; ++episode) {
+    EXPECT_EQ(ended[episode].first_frame, episode * 5);
+    EXPECT_EQ(ended[episode].frames, 5);
+    EXPECT_FALSE(std::filesystem::exists(progress + std::to_string(episode) + ".frames"));
+  }
+  EXPECT_EQ(encoder.ends_pending(), 0);
+  encoder.close();
+  expect_painted(decoded_reds(path, first_times(15)), first_frames(15));
+}
+
 TEST(VideoEncoder, RejectsBadSettingsWithTypedErrors) {
   EncoderSettings unknown = settings("libx264");
   unknown.codec = "no-such-encoder";

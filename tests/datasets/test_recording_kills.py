@@ -206,3 +206,76 @@ def test_a_live_recording_cannot_be_repaired_under_it(tmp_path, where) -> None:
         child.wait()
     repair(root)  # the recording is dead now: its saved episode is kept
     assert LeRobotDataset("dexloop/live", root=root).num_episodes == (2 if where == "resume" else 1)
+
+
+DRAINING_CHILD = textwrap.dedent(
+    """
+    import os, signal, sys, time
+    from pathlib import Path
+    import numpy as np
+    sys.path[:0] = [sys.argv[2], str(Path(sys.argv[2]).parent)]
+    from synth import paint_frame
+    from test_recording_kills import DRAINING_FEATURES, DRAINING_LENGTHS
+    from dexloop.datasets import LeRobotDataset
+
+    dataset = LeRobotDataset.create("dexloop/draining", 10, DRAINING_FEATURES, root=sys.argv[1])
+    for episode, length in enumerate(DRAINING_LENGTHS):
+        for f in range(length):
+            dataset.add_frame({
+                "observation.state": np.array([episode, f], dtype=np.float32),
+                "observation.images.top": paint_frame(episode, f, 240, 320),
+                "observation.images.wrist": paint_frame(episode, f, 96, 128),
+                "task": "push",
+            })
+            time.sleep(0.01)  # paced: the codecs put out some packets and hold the others
+        dataset.save_episode()
+    os.kill(os.getpid(), signal.SIGKILL)  # while the codecs drain the last episode
+    """
+)
+DRAINING_LENGTHS = (12, 25)
+DRAINING_FEATURES = {
+    "observation.state": {"dtype": "float32", "shape": (2,), "names": ["episode", "frame"]},
+    "observation.images.top": {
+        "dtype": "video",
+        "shape": (240, 320, 3),
+        "names": ["height", "width", "channels"],
+    },
+    "observation.images.wrist": {
+        "dtype": "video",
+        "shape": (96, 128, 3),
+        "names": ["height", "width", "channels"],
+    },
+}
+
+
+def test_an_episode_saved_while_its_codecs_drain_survives_a_kill(tmp_path) -> None:
+    """save_episode returns before the codecs have put out the episode's last frames; killed right
+    then, the recording keeps the episode in its progress files, and the repair encodes it."""
+    progress_files = {f"observation.images.{camera}.episode-000001.frames" for camera in ("top", "wrist")}
+    for attempt in range(3):  # a kill that came after the drains (a starved child) is tried again
+        root = tmp_path / f"draining-{attempt}"
+        result = subprocess.run(
+            [sys.executable, "-c", DRAINING_CHILD, str(root), str(Path(__file__).parent)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "PYTHONPATH": f"{Path(__file__).parent}:{Path(__file__).parents[1]}"},
+        )
+        assert result.returncode == -signal.SIGKILL, result.stderr[-3000:]
+        if progress_files <= {p.name for p in (root / ".recording" / "videos").iterdir()}:
+            break
+    else:
+        pytest.fail("every kill came after the codecs had drained")
+    repair(root)
+    assert not has_journal(root)
+    dataset = LeRobotDataset("dexloop/draining", root=root, return_uint8=True)
+    assert dataset.num_episodes == 2 and len(dataset) == sum(DRAINING_LENGTHS)
+    from synth import closest_painted_frame  # tests/: not on the path of the children above
+
+    candidates = [(e, f) for e, length in enumerate(DRAINING_LENGTHS) for f in range(length)]
+    for index, expected in enumerate(candidates):
+        item = dataset[index]
+        assert item["observation.state"].tolist() == list(expected)
+        for camera in ("top", "wrist"):
+            image = item[f"observation.images.{camera}"].numpy()
+            assert closest_painted_frame(image, candidates) == expected, (camera, expected)

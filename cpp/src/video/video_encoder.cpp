@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <deque>
 #include <limits>
 #include <utility>
 
@@ -105,6 +106,39 @@ class FileOutput {
   AVIOContext* io_ = nullptr;
 };
 
+// A regular mp4 being written, with one stream described as `like` is (parameters, time base,
+// frame rate), through a FileOutput; its header written (index first with `faststart`). Failures
+// name `named`.
+struct Mp4Copy {
+  std::unique_ptr<FileOutput> file;  // declared first: the muxer writes through it until freed
+  ffmpeg::OutputFormatContext muxer;
+  AVStream* stream = nullptr;
+};
+
+Mp4Copy start_mp4_copy(const std::string& path, const AVStream* like, bool faststart,
+                       const std::string& named) {
+  Mp4Copy copy;
+  AVFormatContext* raw = nullptr;
+  int result = avformat_alloc_output_context2(&raw, nullptr, "mp4", path.c_str());
+  if (result < 0 || raw == nullptr) fail(named, "cannot set up the mp4 muxer", result);
+  copy.muxer.reset(raw);
+  copy.file = std::make_unique<FileOutput>(path, /*exclusive=*/false);
+  copy.muxer->pb = copy.file->io();
+  copy.muxer->flags |= AVFMT_FLAG_CUSTOM_IO;
+  copy.stream = avformat_new_stream(copy.muxer.get(), nullptr);
+  if (copy.stream == nullptr) throw std::bad_alloc();
+  result = avcodec_parameters_copy(copy.stream->codecpar, like->codecpar);
+  if (result < 0) fail(named, "cannot copy the stream parameters", result);
+  copy.stream->codecpar->codec_tag = 0;
+  copy.stream->time_base = like->time_base;
+  copy.stream->avg_frame_rate = like->avg_frame_rate;
+  ffmpeg::Dictionary options;
+  if (faststart) av_dict_set(&options.raw, "movflags", "+faststart", 0);
+  result = avformat_write_header(copy.muxer.get(), &options.raw);
+  if (result < 0) fail(named, "cannot write the mp4 header", result);
+  return copy;
+}
+
 // An encoder by its own name (libx264) or by its codec's (h264: FFmpeg's preferred encoder of it),
 // as PyAV resolves the names LeRobot passes.
 const AVCodec* find_video_encoder(const std::string& name) {
@@ -144,6 +178,13 @@ struct VideoEncoder::Impl {
   ffmpeg::Frame frame = ffmpeg::make_frame();
   ffmpeg::Packet packet = ffmpeg::make_packet();
   ffmpeg::ScaleContext scaler;
+
+  // With keep_held: copies of the frames the codec holds (sent, no packet out yet), by pts, and
+  // buffers of released ones for reuse.
+  bool keep_held = false;
+  std::deque<std::pair<int64_t, std::vector<uint8_t>>> held;
+  std::vector<std::vector<uint8_t>> spare_buffers;
+  bool out_of_order = false;  // this episode's packets left the codec out of presentation order
 
   int64_t frames_in_file = 0;
   int64_t pending = 0;
@@ -327,7 +368,67 @@ struct VideoEncoder::Impl {
     int result = avcodec_send_frame(encoder.get(), frame.get());
     if (result < 0) fail("encoding frame " + std::to_string(frame->pts) + " failed", result);
     ++pending;
+    if (keep_held) hold_copy(frame->pts, pixels, row_stride, row_bytes);
     collect_packets();
+  }
+
+  void hold_copy(int64_t pts, const uint8_t* pixels, int64_t row_stride, int64_t row_bytes) {
+    std::vector<uint8_t> copy;
+    if (!spare_buffers.empty()) {
+      copy = std::move(spare_buffers.back());
+      spare_buffers.pop_back();
+    }
+    copy.resize(static_cast<size_t>(row_bytes) * settings.height);
+    for (int y = 0; y < settings.height; ++y) {
+      std::memcpy(copy.data() + static_cast<ptrdiff_t>(y) * row_bytes, pixels + y * row_stride,
+                  static_cast<size_t>(row_bytes));
+    }
+    held.emplace_back(pts, std::move(copy));
+  }
+
+  void release_held() {
+    for (auto& entry : held) spare_buffers.push_back(std::move(entry.second));
+    held.clear();
+    out_of_order = false;
+  }
+
+  int64_t write_progress(const std::string& packets_path, const HeldFrameSink& sink) {
+    if (!keep_held) fail("write_progress needs keep_held_frames(true)");
+    if (out_of_order) return -1;
+    const auto encoded = static_cast<int64_t>(episode_packets.size());
+    if (encoded + static_cast<int64_t>(held.size()) != pending) {
+      fail("the episode's " + std::to_string(pending) +
+           " frames are neither all encoded nor all "
+           "held (" +
+           std::to_string(encoded) + " packets, " + std::to_string(held.size()) + " held frames)");
+    }
+    if (encoded > 0) write_packets_file(packets_path);
+    for (const auto& entry : held) sink(entry.second.data(), entry.second.size());
+    return encoded;
+  }
+
+  // The episode's packets so far as a regular mp4 of the file's stream, the episode's first frame
+  // at time 0: with the frames the codec still holds, encoded again by a fresh instance, it makes
+  // the episode's video.
+  void write_packets_file(const std::string& packets_path) const {
+    Mp4Copy output = start_mp4_copy(packets_path, stream, /*faststart=*/false, packets_path);
+    const int64_t origin =
+        av_rescale_q(frames_in_file, AVRational{1, settings.fps}, stream->time_base);
+    ffmpeg::Packet copy = ffmpeg::make_packet();
+    for (const ffmpeg::Packet& episode_packet : episode_packets) {
+      int result = av_packet_ref(copy.get(), episode_packet.get());
+      if (result < 0) throw std::bad_alloc();
+      if (copy->pts != AV_NOPTS_VALUE) copy->pts -= origin;
+      if (copy->dts != AV_NOPTS_VALUE) copy->dts -= origin;
+      av_packet_rescale_ts(copy.get(), stream->time_base, output.stream->time_base);
+      copy->stream_index = output.stream->index;
+      result = av_write_frame(output.muxer.get(), copy.get());
+      av_packet_unref(copy.get());
+      if (result < 0) video::fail(packets_path, "writing a packet failed", result);
+    }
+    int result = av_write_trailer(output.muxer.get());
+    if (result < 0) video::fail(packets_path, "writing the index failed", result);
+    output.file->sync();
   }
 
   // A sample above the pixel format's bit depth would be stored truncated: refused instead.
@@ -367,6 +468,14 @@ struct VideoEncoder::Impl {
                " frames it declared");
         }
       }
+      if (keep_held) {
+        if (!held.empty() && packet->pts == held.front().first) {
+          spare_buffers.push_back(std::move(held.front().second));
+          held.pop_front();
+        } else {
+          out_of_order = true;
+        }
+      }
       av_packet_rescale_ts(packet.get(), encoder->time_base, stream->time_base);
       packet->stream_index = stream->index;
       episode_packets.push_back(ffmpeg::make_packet());
@@ -404,7 +513,9 @@ struct VideoEncoder::Impl {
     result = av_write_frame(muxer.get(), nullptr);  // frag_custom: write the fragment now
     if (result < 0) fail("writing the episode's fragment failed", result);
     output->sync();
+    release_held();
     EncodedEpisode episode;
+    episode.file_bytes = avio_tell(output->io());
     episode.first_frame = frames_in_file;
     episode.frames = pending;
     episode.from_timestamp = static_cast<double>(frames_in_file) / settings.fps;
@@ -479,6 +590,7 @@ struct VideoEncoder::Impl {
 
   void discard_episode() {
     release_codec();
+    release_held();
     episode_packets.clear();
     pending = 0;
   }
@@ -509,6 +621,10 @@ void VideoEncoder::add_frame(const uint8_t* pixels, int64_t row_stride) {
   impl_->add_frame(pixels, row_stride);
 }
 EncodedEpisode VideoEncoder::end_episode() { return impl_->end_episode(); }
+void VideoEncoder::keep_held_frames(bool keep) { impl_->keep_held = keep; }
+int64_t VideoEncoder::write_progress(const std::string& packets_path, const HeldFrameSink& sink) {
+  return impl_->write_progress(packets_path, sink);
+}
 int64_t VideoEncoder::pending_frames() const { return impl_->pending; }
 int64_t VideoEncoder::frames_in_file() const { return impl_->frames_in_file; }
 const std::string& VideoEncoder::path() const { return impl_->path; }
@@ -520,38 +636,47 @@ std::string video_encoder_name(const std::string& name) {
   return codec != nullptr ? codec->name : "";
 }
 
-int64_t rewrite_as_regular_mp4(const std::string& path, int64_t keep_frames) {
+namespace {
+
+// An mp4 opened for reading its video stream's packets, and that stream's index.
+std::pair<ffmpeg::InputFormatContext, int> open_video_packets(const std::string& path) {
   ffmpeg::quiet_logging_once();
   AVFormatContext* raw_input = nullptr;
   int result = avformat_open_input(&raw_input, path.c_str(), nullptr, nullptr);
-  if (result < 0) fail(path, "cannot open the file to rewrite it", result);
+  if (result < 0) fail(path, "cannot open the file", result);
   ffmpeg::InputFormatContext input(raw_input);
   result = avformat_find_stream_info(input.get(), nullptr);
   if (result < 0) fail(path, "cannot read the stream information", result);
   int video = av_find_best_stream(input.get(), AVMEDIA_TYPE_VIDEO, -1, -1, nullptr, 0);
   if (video < 0) fail(path, "no video stream in the file");
+  return {std::move(input), video};
+}
+
+}  // namespace
+
+int64_t complete_frames(const std::string& path) {
+  auto [input, video] = open_video_packets(path);
+  ffmpeg::Packet packet = ffmpeg::make_packet();
+  int64_t frames = 0;
+  while (av_read_frame(input.get(), packet.get()) >= 0) {
+    const bool complete = (packet->flags & AV_PKT_FLAG_CORRUPT) == 0;
+    const bool counted = packet->stream_index == video;
+    av_packet_unref(packet.get());
+    if (!counted) continue;
+    if (!complete) break;
+    ++frames;
+  }
+  return frames;
+}
+
+int64_t rewrite_as_regular_mp4(const std::string& path, int64_t keep_frames) {
+  auto [input, video] = open_video_packets(path);
   const AVStream* source = input->streams[video];
+  int result = 0;
 
   const std::string temporary = path + ".rewrite.tmp";
   std::remove(temporary.c_str());
-  AVFormatContext* raw_output = nullptr;
-  result = avformat_alloc_output_context2(&raw_output, nullptr, "mp4", temporary.c_str());
-  if (result < 0 || raw_output == nullptr) fail(path, "cannot set up the mp4 muxer", result);
-  ffmpeg::OutputFormatContext output(raw_output);
-  auto file = std::make_unique<FileOutput>(temporary, /*exclusive=*/false);
-  output->pb = file->io();
-  output->flags |= AVFMT_FLAG_CUSTOM_IO;
-  AVStream* target = avformat_new_stream(output.get(), nullptr);
-  if (target == nullptr) throw std::bad_alloc();
-  result = avcodec_parameters_copy(target->codecpar, source->codecpar);
-  if (result < 0) fail(path, "cannot copy the stream parameters", result);
-  target->codecpar->codec_tag = 0;
-  target->time_base = source->time_base;
-  target->avg_frame_rate = source->avg_frame_rate;
-  ffmpeg::Dictionary options;
-  av_dict_set(&options.raw, "movflags", "+faststart", 0);
-  result = avformat_write_header(output.get(), &options.raw);
-  if (result < 0) fail(path, "cannot write the mp4 header", result);
+  Mp4Copy output = start_mp4_copy(temporary, source, /*faststart=*/true, path);
 
   // A fragmented mp4 cannot start decoding before time 0, so the muxer shifted a reordering codec's
   // timestamps (x265: two frames) to make the first decode time 0. The first frame is put back at 0
@@ -577,10 +702,10 @@ int64_t rewrite_as_regular_mp4(const std::string& path, int64_t keep_frames) {
     }
     if (packet->pts != AV_NOPTS_VALUE) packet->pts -= shift;
     if (packet->dts != AV_NOPTS_VALUE) packet->dts -= shift;
-    av_packet_rescale_ts(packet.get(), source->time_base, target->time_base);
-    packet->stream_index = target->index;
+    av_packet_rescale_ts(packet.get(), source->time_base, output.stream->time_base);
+    packet->stream_index = output.stream->index;
     packet->pos = -1;
-    result = av_write_frame(output.get(), packet.get());
+    result = av_write_frame(output.muxer.get(), packet.get());
     av_packet_unref(packet.get());
     if (result < 0) fail(path, "writing frame " + std::to_string(written) + " failed", result);
     ++written;
@@ -592,11 +717,11 @@ int64_t rewrite_as_regular_mp4(const std::string& path, int64_t keep_frames) {
   if (written == 0) fail(path, "holds no complete frame");
   // faststart moves the index to the front: it reads the file back through its path and rewrites
   // it through our (seekable) output.
-  result = av_write_trailer(output.get());
+  result = av_write_trailer(output.muxer.get());
   if (result < 0) fail(path, "writing the index failed", result);
-  file->sync();
-  output.reset();
-  file.reset();
+  output.file->sync();
+  output.muxer.reset();
+  output.file.reset();
   input.reset();
   if (std::rename(temporary.c_str(), path.c_str()) != 0) {
     fail(path, std::string("cannot replace the file (") + std::strerror(errno) + ")");

@@ -11,9 +11,12 @@ What LeRobot does after the fact, dexloop does while frames arrive:
 * image-dtype features (PNG cells in the parquet, as LeRobot stores them) are compressed by a small
   thread pool while recording goes on (Pillow's encoder runs without the GIL); ``save_episode()``
   collects the cells before it commits the episode's rows;
-* ``save_episode()`` ends each camera's episode (its fragment flushed to disk) and commits the episode
-  to the recording journal (see recording_journal), so it returns in milliseconds and a saved episode
-  survives SIGKILL; ``finalize()`` assembles LeRobot's files.
+* ``save_episode()`` ends each camera's episode without waiting for its codec to drain (the frames
+  the codec still holds, about a third of a second of them for SVT-AV1, are saved raw to the journal
+  with the packets encoded so far: StreamingEncoder.save_progress; the fragment follows on the
+  encoder's thread) and commits the episode to the recording journal (see recording_journal), so it
+  returns in milliseconds and a saved episode survives SIGKILL; ``finalize()`` assembles LeRobot's
+  files.
 
 Depth maps (features whose info says ``is_depth_map``) are recorded as LeRobot records them: uint16
 millimetres or float32 metres, the unit inferred from the first frame's dtype and kept as
@@ -33,6 +36,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+from collections import deque
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -182,24 +186,47 @@ class _Camera:
     file: int = 0
     encoder: Any = None
     saved_episodes: int = 0  # in the current file
-    bytes_before_episode: int = 0
-    last_episode_bytes: int = 0
+    written_bytes: int = 0  # the file's size once its last written episode's fragment is in
+    last_episode_bytes: int = 0  # the last written episode's fragment; 0 until one is measured
     file_end_s: float = 0.0  # to_timestamp of the current file's last saved episode
+    # (frames, from_timestamp) of the saved episodes whose fragments the encoder is still writing
+    unwritten: deque = field(default_factory=deque)
     full_waits: int = 0  # the encoder's back-pressure counters when last reported
     waited_s: float = 0.0
 
-    def place(self, encoded: Any, length: int, fps: int) -> tuple[float, float]:
+    def place(self, length: int, fps: int) -> tuple[float, float]:
         """from_timestamp / to_timestamp of the episode just ended, summed the way LeRobot sums
-        them (each episode starts where the previous one's duration ends), and checked against
-        where the encoder put its frames."""
+        them (each episode starts where the previous one's duration ends); checked against where
+        the encoder puts its frames once its fragment is written (collect_written)."""
         start = self.file_end_s
-        if encoded.frames != length or abs(encoded.from_timestamp - start) > 1e-6:
-            raise VideoEncodeError(
-                f"camera {self.key}: the encoder holds {encoded.frames} frames from {encoded.from_timestamp} s "
-                f"for an episode of {length} frames expected from {start} s"
-            )
+        self.unwritten.append((length, start))
         self.file_end_s = start + length / fps
         return start, self.file_end_s
+
+    def collect_written(self, wait: bool = False) -> None:
+        """Takes the encoder's written episodes (all of them with `wait`): each must lie where its
+        row says, and its fragment's size stands for the next episode's in the rollover rule."""
+        for encoded in self.encoder.take_ended(wait):
+            self.check_written(encoded)
+
+    def check_written(self, encoded: Any) -> None:
+        length, start = self.unwritten.popleft()
+        if encoded.frames != length or abs(encoded.from_timestamp - start) > 1e-6:
+            raise VideoEncodeError(
+                f"camera {self.key}: the encoder holds {encoded.frames} frames from "
+                f"{encoded.from_timestamp} s for an episode of {length} frames expected from {start} s"
+            )
+        self.last_episode_bytes = encoded.file_bytes - self.written_bytes
+        self.written_bytes = encoded.file_bytes
+
+    def projected_bytes(self) -> int:
+        """The file's size once its saved episodes and one more are written: each episode whose
+        fragment is not measured yet counted as large as the last one measured."""
+        if self.unwritten and self.last_episode_bytes == 0:
+            self.collect_written(wait=True)  # the file's first episode: nothing to estimate from
+        else:
+            self.collect_written()
+        return self.written_bytes + self.last_episode_bytes * (len(self.unwritten) + 1)
 
     def relative_path(self, info: DatasetInfo) -> str:
         return info.video_path.format(video_key=self.key, chunk_index=self.chunk, file_index=self.file)
@@ -245,7 +272,7 @@ class DatasetWriter:
         self._finalized = False
         self._broken: BaseException | None = None
         self._image_pool: ThreadPoolExecutor | None = None  # made at the first image feature's frame
-        self._episode_ends: ThreadPoolExecutor | None = None  # made at the first save with cameras
+        self._save_pool: ThreadPoolExecutor | None = None  # made at the first save
 
         info = meta.info
         last = (
@@ -343,20 +370,26 @@ class DatasetWriter:
             self._image_pool = ThreadPoolExecutor(workers, thread_name_prefix="dexloop-image-cells")
         return self._image_pool
 
-    def _end_camera_episodes(self) -> dict[str, Future]:
-        """Every camera's encoder asked to end the episode at once, each waited for on a thread of
-        its own: the codecs drain their last frames side by side (and beside the row and stats
-        work), where one after the other the drains would add up."""
-        if not self._cameras:
-            return {}
-        if self._episode_ends is None:
-            self._episode_ends = ThreadPoolExecutor(
-                len(self._cameras), thread_name_prefix="dexloop-episode-ends"
-            )
-        return {
-            key: self._episode_ends.submit(camera.encoder.end_episode)
-            for key, camera in self._cameras.items()
-        }
+    def _saving(self) -> ThreadPoolExecutor:
+        """The threads save_episode waits on: one per camera, one for the episode's rows, one for
+        the journal's session file."""
+        if self._save_pool is None:
+            self._save_pool = ThreadPoolExecutor(len(self._cameras) + 2, thread_name_prefix="dexloop-save")
+        return self._save_pool
+
+    def _save_camera_progress(self, episode_index: int) -> dict[str, Future]:
+        """Every camera's episode made durable at once, each waited for on a thread of its own, side
+        by side (and beside the rows and stats work), where one after the other the waits would
+        add up: its progress saved without draining the codec (StreamingEncoder.save_progress), or,
+        where that cannot be (a codec that reorders frames, a full disk), the episode ended by
+        draining it. Each future gives the camera's EncodedEpisode when it was drained, else None."""
+
+        def save(key: str, camera: _Camera) -> Any:
+            if camera.encoder.save_progress(str(self._journal.progress_path(key, episode_index))):
+                return None
+            return camera.encoder.end_episode()
+
+        return {key: self._saving().submit(save, key, camera) for key, camera in self._cameras.items()}
 
     def _quantiser(self) -> tuple[float, float, float, bool]:
         config = self.depth_encoder
@@ -425,37 +458,10 @@ class DatasetWriter:
         new_tasks = [task for task in episode_tasks if task not in known]
         task_of = {task: i for i, task in enumerate(known + new_tasks)}
 
-        ends = self._end_camera_episodes()
-        try:
-            columns = self._columns(buffer, episode_index, first_frame, task_of)
-            stats = self._episode_stats(buffer, columns)
-        finally:
-            wait(ends.values())  # nothing of this episode goes on behind an error
-        videos = {key: end.result() for key, end in ends.items()}
-        for camera in self._cameras.values():
-            camera.saved_episodes += 1
-            camera.last_episode_bytes = self._video_bytes(camera) - camera.bytes_before_episode
-            self._report_back_pressure(camera)
-
-        data_file = self._place_data(length)
-        table = frames_table({key: columns[key] for key in self._stored_keys}, self._schema)
-        staged_bytes = self._journal.stage_frames(episode_index, table)
-        self._data_file_bytes += staged_bytes
-        self._data_file_frames += length
-
-        row: dict[str, Any] = {"episode_index": episode_index, "tasks": episode_tasks, "length": length}
-        row["data/chunk_index"], row["data/file_index"] = data_file
-        row["dataset_from_index"], row["dataset_to_index"] = first_frame, first_frame + length
-        for key, camera in self._cameras.items():
-            row[f"videos/{key}/chunk_index"], row[f"videos/{key}/file_index"] = camera.chunk, camera.file
-            row[f"videos/{key}/from_timestamp"], row[f"videos/{key}/to_timestamp"] = camera.place(
-                videos[key], length, info.fps
-            )
-        for feature, values in stats.items():
-            for name, value in values.items():
-                row[f"stats/{feature}/{name}"] = np.asarray(value).tolist()
-        row["meta/episodes/chunk_index"], row["meta/episodes/file_index"] = self._place_metadata(row)
-
+        # The cameras' progress, the rows and the stats are saved side by side; the codecs drain
+        # once the episode is committed, so as not to take the CPU from this.
+        progress = self._save_camera_progress(episode_index)
+        saving = list(progress.values())
         if episode_index == 0:
             for key, camera in self._cameras.items():
                 info.features[key]["info"] = video_info(
@@ -465,7 +471,38 @@ class DatasetWriter:
                     info.fps,
                     existing=info.features[key].get("info"),
                 )
-        self._sync_session_info()
+        saving.append(self._saving().submit(self._sync_session_info))
+        try:
+            columns = self._columns(buffer, episode_index, first_frame, task_of)
+            data_file = self._place_data(length)
+            table = frames_table({key: columns[key] for key in self._stored_keys}, self._schema)
+            staged = self._saving().submit(self._journal.stage_frames, episode_index, table)
+            saving.append(staged)
+            stats = self._episode_stats(buffer, columns)
+        finally:
+            wait(saving)  # nothing of this episode goes on behind an error
+        drained = {key: future.result() for key, future in progress.items()}
+        for camera in self._cameras.values():
+            camera.saved_episodes += 1
+            self._report_back_pressure(camera)
+
+        staged_bytes = staged.result()
+        self._data_file_bytes += staged_bytes
+        self._data_file_frames += length
+
+        row: dict[str, Any] = {"episode_index": episode_index, "tasks": episode_tasks, "length": length}
+        row["data/chunk_index"], row["data/file_index"] = data_file
+        row["dataset_from_index"], row["dataset_to_index"] = first_frame, first_frame + length
+        for key, camera in self._cameras.items():
+            row[f"videos/{key}/chunk_index"], row[f"videos/{key}/file_index"] = camera.chunk, camera.file
+            row[f"videos/{key}/from_timestamp"], row[f"videos/{key}/to_timestamp"] = camera.place(
+                length, info.fps
+            )
+        for feature, values in stats.items():
+            for name, value in values.items():
+                row[f"stats/{feature}/{name}"] = np.asarray(value).tolist()
+        row["meta/episodes/chunk_index"], row["meta/episodes/file_index"] = self._place_metadata(row)
+
         # The dataset's stats after this episode, aggregated in memory as LeRobot does (its float32
         # per-episode stats give other roundings than the float64 lists of the row would).
         dataset_stats = aggregate_stats([meta.stats, stats]) if meta.stats is not None else stats
@@ -485,6 +522,12 @@ class DatasetWriter:
         meta.stats = dataset_stats
         meta.latest_episode = row
         self.episode_buffer = EpisodeBuffer()
+        for key, camera in self._cameras.items():
+            if drained[key] is None:
+                camera.encoder.end_episode_soon(str(self._journal.progress_path(key, episode_index)))
+            else:
+                camera.collect_written()
+                camera.check_written(drained[key])
 
     def _sync_session_info(self) -> None:
         """The journal's copy of info.json follows what changed since (video info, chunk settings)."""
@@ -557,36 +600,41 @@ class DatasetWriter:
     def _open_episode_video(self, camera: _Camera) -> None:
         """Before an episode's first frame: rolls the camera over to a new mp4 when the current one
         would reach the size limit with another episode, and opens the encoder if needed."""
-        from dexloop.video.encoder import open_encoder
+        from dexloop.video.encoder import encoder_arguments, encoder_from_arguments
 
         info = self.meta.info
         if (
             camera.encoder is not None
             and camera.saved_episodes > 0
-            and (self._video_bytes(camera) + camera.last_episode_bytes) / MIB >= info.video_files_size_in_mb
+            and camera.projected_bytes() / MIB >= info.video_files_size_in_mb
         ):
-            camera.encoder = None  # the fragmented file is finished by finalize()
+            # The fragmented file is finished by finalize(), once its last episodes are written.
+            camera.collect_written(wait=True)
+            camera.encoder = None
             camera.chunk, camera.file = next_file(camera.chunk, camera.file, info.chunks_size)
             camera.saved_episodes = 0
             camera.file_end_s = 0.0
         if camera.encoder is None:
             relative = camera.relative_path(info)
-            # Recorded before the file exists, so that repair removes it if no episode gets saved.
+            # Recorded before the file exists, so that repair removes it if no episode gets saved,
+            # with its encoder's settings, so that repair can encode the frames of an episode
+            # whose fragment was not written.
             self._session.created_videos.append(relative)
-            self._journal.write_session(self._session)
-            path = self.root / relative
-            path.parent.mkdir(parents=True, exist_ok=True)
-            camera.encoder = open_encoder(
-                str(path),
+            self._session.video_encoders[relative] = encoder_arguments(
                 self.depth_encoder if camera.depth else self.rgb_encoder,
                 width=camera.width,
                 height=camera.height,
                 fps=self.meta.fps,
                 encoder_threads=self.encoder_threads,
-                queue_frames=self.encoder_queue_maxsize,
+            )
+            self._journal.write_session(self._session)
+            path = self.root / relative
+            path.parent.mkdir(parents=True, exist_ok=True)
+            camera.encoder = encoder_from_arguments(
+                str(path), self._session.video_encoders[relative], self.encoder_queue_maxsize
             )
             camera.full_waits, camera.waited_s = 0, 0.0
-        camera.bytes_before_episode = self._video_bytes(camera)
+            camera.written_bytes = self._video_bytes(camera)
 
     def _video_bytes(self, camera: _Camera) -> int:
         return os.path.getsize(self.root / camera.relative_path(self.meta.info))
@@ -621,16 +669,26 @@ class DatasetWriter:
         for camera in self._cameras.values():
             if camera.encoder is None:
                 continue
+            if self._broken is None:
+                try:
+                    camera.collect_written(wait=True)
+                except VideoEncodeError as error:
+                    # A saved episode's fragment was not written: its frames are in the journal,
+                    # from which the assembly below encodes them.
+                    logger.error(
+                        "camera %s: %s; the saved episodes are rebuilt from the journal", camera.key, error
+                    )
+                    self._broken = error
             # After a failed save the file may hold frames of an episode never committed: it is
             # rewritten from the journal instead, keeping only the saved episodes' frames.
             if camera.saved_episodes > 0 and self._broken is None:
                 camera.encoder.close()
                 self._closed_videos.append(camera.relative_path(self.meta.info))
             camera.encoder = None
-        for pool in (self._image_pool, self._episode_ends):
+        for pool in (self._image_pool, self._save_pool):
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
-        self._image_pool = self._episode_ends = None
+        self._image_pool = self._save_pool = None
         self._sync_session_info()
         self.meta.info = assemble(self._journal, self._closed_videos)
         self._finalized = True

@@ -6,18 +6,23 @@ leaves files without footers and the recording is lost. dexloop never exposes a 
 * every saved episode is *committed* to the session's journal (``<root>/.recording/``): its frame rows
   as a small complete parquet file, then its episode-metadata row (chunk/file placement, video
   timestamps, per-episode stats, new tasks) as a JSON file. Both are written atomically (temporary
-  name, fsync, rename). Each camera's frames are already in its mp4, a fragmented mp4 whose fragment
-  for the episode was flushed to disk before the commit (see VideoEncoder). Writing the metadata row
-  is the commit: an episode is saved exactly when its row file exists.
+  name, fsync, rename). Each camera's frames are on disk before the commit: in its mp4, a fragmented
+  mp4 with one fragment per episode (see VideoEncoder), or, while the codec still drains, in the
+  episode's progress files under ``videos/`` (the packets encoded so far and the frames the codec
+  held, raw: StreamingEncoder.save_progress), which the encoder removes once the fragment is
+  written. Writing the metadata row is the commit: an episode is saved exactly when its row file
+  exists.
 * ``finalize()`` and ``repair()`` assemble the committed episodes into LeRobot's layout: data files
   with one row group per episode, episode-metadata files, mp4s rewritten as regular files holding
-  exactly the committed episodes' frames, ``tasks.parquet``, ``stats.json`` and, last, ``info.json``.
+  exactly the committed episodes' frames (those whose fragments never reached the mp4 are encoded
+  again from their progress files), ``tasks.parquet``, ``stats.json`` and, last, ``info.json``.
   Every step is a pure function of the journal, so an assembly interrupted by another crash is simply
   done again; the journal is removed only when all files are in place.
 
 ``session.json`` holds what the session started from (episode and frame counts, tasks, aggregated
-stats, the features with their video info) and every mp4 the session created, so that files of an
-episode that was never committed are removed and nothing of earlier sessions is touched.
+stats, the features with their video info) and every mp4 the session created with its encoder's
+settings, so that files of an episode that was never committed are removed, nothing of earlier
+sessions is touched, and a camera's last frames are encoded as its encoder would have.
 """
 
 from __future__ import annotations
@@ -76,6 +81,8 @@ class Session:
     stats: dict[str, dict[str, Any]] | None
     info: dict[str, Any]
     created_videos: list[str] = field(default_factory=list)
+    # StreamingEncoder arguments of each created mp4 (dexloop.video.encoder.encoder_arguments)
+    video_encoders: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -126,8 +133,9 @@ class RecordingJournal:
                 f"{self.directory}: an interrupted recording is there; repair it first "
                 f"(`dexloop dataset repair {self.root}`)"
             )
-        (self.directory / "data").mkdir(parents=True, exist_ok=True)
-        (self.directory / "episodes").mkdir(parents=True, exist_ok=True)
+        for folder in ("data", "episodes", "videos"):
+            (self.directory / folder).mkdir(parents=True, exist_ok=True)
+        fsync_directory(self.directory)
         self.write_session(session)
 
     def write_session(self, session: Session) -> None:
@@ -135,6 +143,10 @@ class RecordingJournal:
 
     def staged_data_path(self, episode_index: int) -> Path:
         return self.directory / "data" / f"episode-{episode_index:06d}.parquet"
+
+    def progress_path(self, video_key: str, episode_index: int) -> Path:
+        """Where a camera's encoder saves an episode's progress (``.packets.mp4``, ``.frames``)."""
+        return self.directory / "videos" / f"{video_key}.episode-{episode_index:06d}"
 
     def row_path(self, episode_index: int) -> Path:
         return self.directory / "episodes" / f"episode-{episode_index:06d}.json"
@@ -207,8 +219,6 @@ def assemble(journal: RecordingJournal, closed_videos: Sequence[str] = ()) -> Da
 
     `closed_videos` are the session's mp4s already finished as regular files by their encoder
     (``finalize()``); the others are rewritten keeping exactly the committed episodes' frames."""
-    from dexloop.video.encoder import rewrite_as_regular_mp4
-
     root = journal.root
     session = journal.session()
     committed = journal.committed(session)
@@ -235,7 +245,7 @@ def assemble(journal: RecordingJournal, closed_videos: Sequence[str] = ()) -> Da
             relative = info.video_path.format(video_key=key, chunk_index=chunk, file_index=file)
             referenced.add(relative)
             if relative not in closed_videos:
-                rewrite_as_regular_mp4(str(root / relative), sum(int(row["length"]) for row in group))
+                _finish_video(journal, session, key, relative, group)
     for relative in session.created_videos:
         if relative not in referenced and (root / relative).exists():
             (root / relative).unlink()  # an mp4 opened for an episode that was never saved
@@ -256,6 +266,59 @@ def assemble(journal: RecordingJournal, closed_videos: Sequence[str] = ()) -> Da
     write_json_atomically(root / INFO_PATH, info.to_dict())
     journal.remove()
     return info
+
+
+def _finish_video(
+    journal: RecordingJournal, session: Session, key: str, relative: str, rows: Sequence[Mapping[str, Any]]
+) -> None:
+    """Rewrites a camera's fragmented mp4 as a regular one holding exactly the frames of its
+    committed `rows`. Episodes whose fragments never reached the file (the recording died while
+    the codec drained) come from their progress files: the packets encoded before the save, then
+    the frames the codec held, encoded again with the file's encoder settings."""
+    from dexloop.video.encoder import complete_frames, encode_progress_frames, rewrite_as_regular_mp4
+    from dexloop.video.remux import remux_segments
+
+    path = journal.root / relative
+    needed = sum(int(row["length"]) for row in rows)
+    present = complete_frames(str(path))
+    if present >= needed:
+        rewrite_as_regular_mp4(str(path), needed)
+        return
+    # Fragments are whole episodes, written in order: the file ends where an episode starts.
+    starts = np.cumsum([0] + [int(row["length"]) for row in rows])
+    if present not in starts:
+        raise DatasetError(f"{path}: holds {present} frames, which is not where one of its episodes ends")
+    missing = [row for row, start in zip(rows, starts[:-1], strict=True) if start >= present]
+    settings = session.video_encoders.get(relative)
+    if settings is None:
+        raise DatasetError(f"{journal.directory / SESSION_FILE}: no encoder settings recorded for {relative}")
+    segments: list[tuple[str, float, float | None]] = []
+    if present > 0:
+        rewrite_as_regular_mp4(str(path), present)
+        segments.append((str(path), 0.0, None))
+    for row in missing:
+        index, length = int(row["episode_index"]), int(row["length"])
+        progress = journal.progress_path(key, index)
+        packets, frames = Path(f"{progress}.packets.mp4"), Path(f"{progress}.frames")
+        found = 0
+        if packets.is_file():
+            found += complete_frames(str(packets))
+            segments.append((str(packets), 0.0, None))
+        if frames.is_file():
+            tail = Path(f"{progress}.tail.mp4")
+            tail.unlink(missing_ok=True)  # from an assembly interrupted before
+            found += encode_progress_frames(frames, settings, tail)
+            segments.append((str(tail), 0.0, None))
+        if found != length:
+            raise DatasetError(
+                f"{path}: the fragment of episode {index} ({length} frames) was never written, and its "
+                f"progress files in {progress.parent} hold {found} of its frames"
+            )
+    rebuilt = Path(f"{path}.rewrite.tmp")
+    rebuilt.unlink(missing_ok=True)
+    remux_segments(segments, rebuilt)
+    os.replace(rebuilt, path)
+    fsync_directory(path.parent)
 
 
 def _read_staged(path: Path, schema: pa.Schema) -> pa.Table:

@@ -20,13 +20,19 @@ depth_min / depth_max / shift / use_log): their encoder takes uint16 (H, W) fram
 from __future__ import annotations
 
 import logging
+import os
+import struct
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import numpy as np
+
 from dexloop._core.video import (
+    PROGRESS_FRAMES_HEADER_BYTES,
     EncodedEpisode,
     EncoderQueueStats,
     StreamingEncoder,
+    complete_frames,
     rewrite_as_regular_mp4,
     video_encoder_name,
 )
@@ -41,7 +47,12 @@ __all__ = [
     "RGBEncoderConfig",
     "StreamingEncoder",
     "VideoEncoderConfig",
+    "complete_frames",
+    "encode_progress_frames",
+    "encoder_arguments",
+    "encoder_from_arguments",
     "open_encoder",
+    "read_progress_frames",
     "rewrite_as_regular_mp4",
 ]
 
@@ -234,6 +245,54 @@ class DepthEncoderConfig(VideoEncoderConfig):
         return kwargs
 
 
+def encoder_arguments(
+    config: VideoEncoderConfig,
+    *,
+    width: int,
+    height: int,
+    fps: int,
+    encoder_threads: int | None = None,
+) -> dict[str, Any]:
+    """The StreamingEncoder arguments (all but the path and queue size) that encode frames of
+    `width` x `height` at `fps` with `config`'s settings, as plain JSON values: a recording's
+    journal keeps them, so that a repair encodes a camera's last frames exactly as its encoder
+    would have. ``g`` becomes the keyframe interval, the other options go to the codec as given;
+    ``threads`` sets the codec's own thread count where LeRobot passes it as an option."""
+    options = config.get_codec_options(encoder_threads, as_strings=True)
+    gop = int(options.pop("g", 0) or 0) or 12  # FFmpeg's own default where g is None
+    if video_encoder_name(config.vcodec) == "libx265":
+        # x265 prints its settings to stderr for every episode's codec instance; only errors are
+        # worth that (the log level changes nothing in the stream).
+        params = options.get("x265-params", "")
+        if "log-level" not in params:
+            options["x265-params"] = f"{params}:log-level=error" if params else "log-level=error"
+    threads = int(options.pop("threads", 0) or 0)
+    return {
+        "codec": video_encoder_name(config.vcodec),
+        "width": int(width),
+        "height": int(height),
+        "fps": int(fps),
+        "pix_fmt": config.pix_fmt,
+        "gop": gop,
+        "options": [list(item) for item in options.items()],
+        "threads": threads,
+        "input_format": "gray16" if isinstance(config, DepthEncoderConfig) else "rgb24",
+    }
+
+
+def encoder_from_arguments(path: str, arguments: dict[str, Any], queue_frames: int = 30) -> StreamingEncoder:
+    """A StreamingEncoder creating `path` from encoder_arguments' values (VideoEncodeError if the
+    codec rejects them)."""
+    try:
+        return StreamingEncoder(
+            str(path),
+            **{**arguments, "options": [tuple(item) for item in arguments["options"]]},
+            queue_frames=queue_frames,
+        )
+    except TypeError as error:
+        raise VideoEncodeError(f"{path}: {error}") from error
+
+
 def open_encoder(
     path: str,
     config: VideoEncoderConfig,
@@ -245,30 +304,70 @@ def open_encoder(
     queue_frames: int = 30,
 ) -> StreamingEncoder:
     """A StreamingEncoder creating `path` with `config`'s settings (VideoEncodeError if the codec
-    rejects them); a DepthEncoderConfig's takes uint16 (H, W) frames of depth codes. ``g`` becomes the keyframe interval, the other options go to the codec as
-    given; ``threads`` sets the codec's own thread count where LeRobot passes it as an option."""
-    options = config.get_codec_options(encoder_threads, as_strings=True)
-    gop = int(options.pop("g", 0) or 0) or 12  # FFmpeg's own default where g is None
-    if video_encoder_name(config.vcodec) == "libx265":
-        # x265 prints its settings to stderr for every episode's codec instance; only errors are
-        # worth that (the log level changes nothing in the stream).
-        params = options.get("x265-params", "")
-        if "log-level" not in params:
-            options["x265-params"] = f"{params}:log-level=error" if params else "log-level=error"
-    threads = int(options.pop("threads", 0) or 0)
+    rejects them); a DepthEncoderConfig's takes uint16 (H, W) frames of depth codes."""
+    arguments = encoder_arguments(
+        config, width=width, height=height, fps=fps, encoder_threads=encoder_threads
+    )
+    return encoder_from_arguments(path, arguments, queue_frames)
+
+
+# The header of the raw frames StreamingEncoder.save_progress saves (streaming_encoder.hpp).
+_PROGRESS_FRAMES_HEADER = struct.Struct("<8sIIiiqq")
+assert _PROGRESS_FRAMES_HEADER.size == PROGRESS_FRAMES_HEADER_BYTES
+
+
+def read_progress_frames(path: str | os.PathLike[str]) -> tuple[np.ndarray, int]:
+    """The raw frames of an episode that save_progress saved before its codec drained, as a
+    read-only (frames, H, W, 3) uint8 or (frames, H, W) uint16 array mapped from the file, and the
+    index in its mp4 of the episode's first frame. VideoEncodeError when the file is not one, or
+    holds fewer bytes than its header promises."""
+    path = os.fspath(path)
     try:
-        return StreamingEncoder(
-            str(path),
-            video_encoder_name(config.vcodec),
-            int(width),
-            int(height),
-            int(fps),
-            pix_fmt=config.pix_fmt,
-            gop=gop,
-            options=list(options.items()),
-            threads=threads,
-            queue_frames=queue_frames,
-            input_format="gray16" if isinstance(config, DepthEncoderConfig) else "rgb24",
+        size = os.path.getsize(path)
+        with open(path, "rb") as file:
+            header = file.read(_PROGRESS_FRAMES_HEADER.size)
+    except OSError as error:
+        raise VideoEncodeError(f"{path}: cannot read the saved frames ({error})") from error
+    if len(header) < _PROGRESS_FRAMES_HEADER.size:
+        raise VideoEncodeError(f"{path}: {len(header)} bytes, shorter than a saved-frames header")
+    magic, version, input_format, width, height, frames, first_frame = _PROGRESS_FRAMES_HEADER.unpack(header)
+    if magic != b"DXLFRAME" or version != 1 or input_format not in (0, 1):
+        raise VideoEncodeError(f"{path}: not a file of saved frames (magic {magic!r}, version {version})")
+    if width <= 0 or height <= 0 or frames < 0:
+        raise VideoEncodeError(f"{path}: its header gives {frames} frames of {width}x{height}")
+    dtype, shape = (np.uint8, (height, width, 3)) if input_format == 0 else (np.uint16, (height, width))
+    frame_bytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    expected = _PROGRESS_FRAMES_HEADER.size + frames * frame_bytes
+    if size != expected:
+        raise VideoEncodeError(
+            f"{path}: {size} bytes where its header promises {frames} frames of {width}x{height} "
+            f"({expected} bytes)"
         )
-    except TypeError as error:
-        raise VideoEncodeError(f"{path}: {error}") from error
+    if frames == 0:
+        return np.empty((0, *shape), dtype), first_frame
+    mapped = np.memmap(
+        path, dtype=dtype, mode="r", offset=_PROGRESS_FRAMES_HEADER.size, shape=(frames, *shape)
+    )
+    return mapped, first_frame
+
+
+def encode_progress_frames(
+    frames_path: str | os.PathLike[str], arguments: dict[str, Any], output_path: str | os.PathLike[str]
+) -> int:
+    """Encodes the frames of `frames_path` (read_progress_frames) into a new mp4 at `output_path`
+    with encoder_arguments' values, as one episode; returns the number of frames."""
+    frames, _ = read_progress_frames(frames_path)
+    if len(frames) == 0:
+        raise VideoEncodeError(f"{os.fspath(frames_path)}: holds no frame")
+    expected = (arguments["height"], arguments["width"])
+    if frames.shape[1:3] != expected:
+        raise VideoEncodeError(
+            f"{os.fspath(frames_path)}: frames of {frames.shape[2]}x{frames.shape[1]} for a video of "
+            f"{expected[1]}x{expected[0]}"
+        )
+    encoder = encoder_from_arguments(os.fspath(output_path), arguments)
+    for frame in frames:
+        encoder.add_frame(frame)
+    encoder.end_episode()
+    encoder.close()
+    return len(frames)

@@ -11,7 +11,9 @@
 // across episodes, one frame period apart.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -51,7 +53,11 @@ struct EncodedEpisode {
   int64_t frames = 0;
   double from_timestamp = 0.0;  // presentation time of its first frame, seconds
   double to_timestamp = 0.0;    // from_timestamp + frames / fps, as LeRobot records it
+  int64_t file_bytes = 0;       // the file's size once the episode's fragment is written
 };
+
+// Receives one frame the codec still holds: its input rows, tightly packed.
+using HeldFrameSink = std::function<void(const uint8_t* pixels, size_t bytes)>;
 
 class VideoEncoder {
  public:
@@ -73,6 +79,19 @@ class VideoEncoder {
   // Ends the current episode: drains the codec, writes its fragment and flushes it to disk (fsync).
   // Returns where its frames lie. An episode with no frames is an error.
   EncodedEpisode end_episode();
+
+  // Keeps a copy of each frame while the codec holds it (from add_frame until its packet comes
+  // out), so that write_progress can save an episode before the codec drains. Off by default; set
+  // it before an episode's first frame.
+  void keep_held_frames(bool keep);
+
+  // Saves the episode in progress as far as the codec got, so that it need not be drained first:
+  // its packets so far go into a regular mp4 at `packets_path` (the episode's first frame at time
+  // 0; fsynced; not written when there are none), then `sink` is given each frame the codec still
+  // holds, in order. Returns the number of frames in the packets file, or -1 (nothing written)
+  // when the codec put packets out of presentation order (B-frames): a packet may then depend on
+  // a frame not yet put out, so the episode can only be saved drained. Needs keep_held_frames.
+  int64_t write_progress(const std::string& packets_path, const HeldFrameSink& sink);
 
   // Frames added to the episode in progress (not yet ended).
   int64_t pending_frames() const;
@@ -101,5 +120,9 @@ std::string video_encoder_name(const std::string& name);
 // the frames of the episodes its metadata holds. Returns the number of frames written; fewer frames
 // in the file than `keep_frames` is a VideoEncodeError.
 int64_t rewrite_as_regular_mp4(const std::string& path, int64_t keep_frames = -1);
+
+// The frames an mp4 (fragmented or not) holds before its first incomplete one: for a killed
+// recording, the frames of the episodes whose fragments reached the disk.
+int64_t complete_frames(const std::string& path);
 
 }  // namespace dexloop::video
