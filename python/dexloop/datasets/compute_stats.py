@@ -55,10 +55,13 @@ def downsample_for_stats(image: np.ndarray, target: int = 150, threshold: int = 
     return image[:, ::step, ::step]
 
 
-def histogram_quantile(histogram: np.ndarray, edges: np.ndarray, target: float) -> float:
+def histogram_quantile(
+    histogram: np.ndarray, edges: np.ndarray, target: float, cumulative: np.ndarray | None = None
+) -> float:
     """The value below which `target` of the counted values lie, interpolated inside its bin (LeRobot's
-    RunningQuantileStats)."""
-    cumulative = np.cumsum(histogram)
+    RunningQuantileStats). `cumulative`: the histogram's np.cumsum, when the caller has it."""
+    if cumulative is None:
+        cumulative = np.cumsum(histogram)
     index = int(np.searchsorted(cumulative, target))
     if index == 0:
         return edges[0]
@@ -95,9 +98,13 @@ def _summary(
         "std": np.sqrt(np.maximum(0, mean_of_squares - mean**2)),
         "count": np.array([count]),  # before the quantiles: LeRobot's column order
     }
+    cumulatives = [np.cumsum(h) for h in histograms]
     for q in quantiles:
         stats[quantile_key(q)] = np.array(
-            [histogram_quantile(h, e, q * total) for h, e in zip(histograms, edges, strict=True)]
+            [
+                histogram_quantile(h, e, q * total, c)
+                for h, e, c in zip(histograms, edges, cumulatives, strict=True)
+            ]
         )
     return stats
 

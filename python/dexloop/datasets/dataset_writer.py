@@ -475,8 +475,7 @@ class DatasetWriter:
         try:
             columns = self._columns(buffer, episode_index, first_frame, task_of)
             data_file = self._place_data(length)
-            table = frames_table({key: columns[key] for key in self._stored_keys}, self._schema)
-            staged = self._saving().submit(self._journal.stage_frames, episode_index, table)
+            staged = self._saving().submit(self._stage_rows, episode_index, columns)
             saving.append(staged)
             stats = self._episode_stats(buffer, columns)
         finally:
@@ -528,6 +527,11 @@ class DatasetWriter:
             else:
                 camera.collect_written()
                 camera.check_written(drained[key])
+
+    def _stage_rows(self, episode_index: int, columns: Mapping[str, Any]) -> int:
+        """The episode's rows written to the journal; their size in bytes."""
+        table = frames_table({key: columns[key] for key in self._stored_keys}, self._schema)
+        return self._journal.stage_frames(episode_index, table)
 
     def _sync_session_info(self) -> None:
         """The journal's copy of info.json follows what changed since (video info, chunk settings)."""
