@@ -190,3 +190,30 @@ def test_damaged_progress_frames_are_refused(tmp_path: Path, damage: dict, messa
     os.remove(bad)
     with pytest.raises(VideoEncodeError, match="cannot read the saved frames"):
         read_progress_frames(bad)
+
+
+def test_a_frame_failing_after_its_progress_was_saved_is_reported_not_lost(tmp_path: Path) -> None:
+    """A queued frame whose encoding fails once the episode's progress is saved (here a depth code
+    above gray12's range) keeps the fragment from the file: end_episode_soon still queues the end
+    (the episode is saved in its progress files), and take_ended and every later call raise."""
+    height, width = 64, 96
+    encoder = open_encoder(
+        str(tmp_path / "depth.mp4"), DepthEncoderConfig(), width=width, height=height, fps=FPS
+    )
+    for frame in range(6):
+        encoder.add_frame(np.full((height, width), frame, np.uint16))
+    encoder.add_frame(np.full((height, width), 5000, np.uint16))  # gray12 holds 0..4095
+    progress = str(tmp_path / "episode-0")
+    try:
+        saved = encoder.save_progress(progress)
+    except VideoEncodeError as error:  # the bad frame was encoded before the progress was saved
+        assert "above the 4095" in str(error)
+        return
+    assert saved
+    raw, _ = read_progress_frames(f"{progress}.frames")
+    assert int(raw[-1].max()) == 5000  # the progress holds the frames as given
+    encoder.end_episode_soon(progress)
+    with pytest.raises(VideoEncodeError, match="above the 4095"):
+        encoder.take_ended(wait=True)
+    with pytest.raises(VideoEncodeError, match="above the 4095"):
+        encoder.add_frame(np.zeros((height, width), np.uint16))

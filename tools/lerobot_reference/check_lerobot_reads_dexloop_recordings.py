@@ -9,7 +9,8 @@ Run by hand in a LeRobot environment that also has dexloop (shared/tools/lerobot
 Records every dataset of tests/datasets/reference_recordings with dexloop's ``LeRobotDataset.create``
 / ``resume`` (one and several files per camera, two cameras of different sizes, image features, a
 resumed dataset), plus a recording at 640x480 and 320x240 with LeRobot's default AV1 encoder, then a
-recording killed with SIGKILL and repaired. Each is opened with LeRobot's ``LeRobotDataset`` (plain,
+recording killed with SIGKILL and repaired, and one killed while its codecs drained the last saved
+episode (repaired from the packets and raw frames saved for it). Each is opened with LeRobot's ``LeRobotDataset`` (plain,
 with delta_timestamps windows, and an episode subset) and with dexloop's; every item must be equal:
 same keys in the same order, dtypes, shapes and values (video frames byte for byte: both decode the
 same mp4 and dexloop's RGB conversion is torchcodec's).
@@ -170,9 +171,50 @@ def record_killed(base: Path) -> tuple[str, Path, int, list[str], list[int]]:
     return "killed", root, 10, ["observation.images.cam"], [0, 2]
 
 
+DRAINING_CHILD = textwrap.dedent(
+    """
+    import os, signal, sys, time
+    import numpy as np
+    from dexloop.datasets import LeRobotDataset
+    features = {
+        "observation.state": {"dtype": "float32", "shape": (2,), "names": None},
+        "observation.images.top": {"dtype": "video", "shape": (240, 320, 3), "names": ["height", "width", "channels"]},
+        "observation.images.wrist": {"dtype": "video", "shape": (96, 128, 3), "names": ["height", "width", "channels"]},
+    }
+    sys.path.insert(0, sys.argv[2])
+    from reference_recordings import paint_frame
+    dataset = LeRobotDataset.create("dexloop/draining", 10, features, root=sys.argv[1])
+    for episode, length in enumerate([12, 25, 18]):
+        for f in range(length):
+            dataset.add_frame({"observation.state": np.array([episode, f], np.float32),
+                               "observation.images.top": paint_frame(episode, f, 240, 320),
+                               "observation.images.wrist": paint_frame(episode, f, 96, 128), "task": "t"})
+            time.sleep(0.01)
+        dataset.save_episode()
+    os.kill(os.getpid(), signal.SIGKILL)  # while the codecs drain the last episode
+    """
+)
+
+
+def record_killed_while_draining(base: Path) -> tuple[str, Path, int, list[str], list[int]]:
+    """A recording killed right after save_episode returned: its last episode's frames are in the
+    journal's progress files (packets and raw frames), which the repair encodes."""
+    root = base / "draining"
+    subprocess.run([sys.executable, "-c", DRAINING_CHILD, str(root), str(REPO / "tests" / "datasets")])
+    progress = sorted(p.name for p in (root / ".recording" / "videos").iterdir())
+    assert any(name.endswith("episode-000002.frames") for name in progress), progress
+    subprocess.run([sys.executable, "-m", "dexloop.cli.main", "dataset", "repair", str(root)], check=True)
+    return "draining", root, 10, ["observation.images.top", "observation.images.wrist"], [1, 2]
+
+
 def main() -> int:
     base = Path(tempfile.mkdtemp(prefix="dexloop-recordings-"))
-    cases = [*record_reference_recipes(base), record_default_av1(base), record_killed(base)]
+    cases = [
+        *record_reference_recipes(base),
+        record_default_av1(base),
+        record_killed(base),
+        record_killed_while_draining(base),
+    ]
     total = 0
     for name, root, fps, cameras, subset in cases:
         total += compare(name, root, fps, cameras, subset)

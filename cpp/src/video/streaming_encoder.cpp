@@ -330,7 +330,9 @@ struct StreamingEncoder::Impl {
     {
       std::lock_guard lock(mutex);
       if (closed) throw VideoEncodeError(path + ": the encoder is closed");
-      rethrow_failure_locked();
+      // A failure since save_progress (a queued frame that would not encode) is not thrown here:
+      // the episode is saved in its progress files, and its end job makes the failure final,
+      // thrown by take_ended and every later call.
       Job job;
       job.end = ends_queued++;
       job.progress_path = progress_path;

@@ -52,8 +52,8 @@ class StreamingEncoder {
   bool save_progress(const std::string& progress_path);
   // Ends the episode without waiting: the thread drains the codec after the frames queued, writes
   // the episode's fragment, fsyncs it and removes the progress files save_progress wrote at
-  // `progress_path`; take_ended() returns its EncodedEpisode then. Frames added next go to the
-  // next episode.
+  // `progress_path`; take_ended() returns its EncodedEpisode then, or throws the VideoEncodeError
+  // that kept the fragment from the file. Frames added next go to the next episode.
   void end_episode_soon(const std::string& progress_path);
   // The episodes ended by end_episode_soon whose fragments are on disk since the last call, in
   // order; with `wait`, after waiting for all of them. Throws the VideoEncodeError that stopped
