@@ -178,6 +178,7 @@ DRAINING_CHILD = textwrap.dedent(
     from dexloop.datasets import LeRobotDataset
     features = {
         "observation.state": {"dtype": "float32", "shape": (2,), "names": None},
+        "action": {"dtype": "float32", "shape": (2,), "names": None},
         "observation.images.top": {"dtype": "video", "shape": (240, 320, 3), "names": ["height", "width", "channels"]},
         "observation.images.wrist": {"dtype": "video", "shape": (96, 128, 3), "names": ["height", "width", "channels"]},
     }
@@ -187,6 +188,7 @@ DRAINING_CHILD = textwrap.dedent(
     for episode, length in enumerate([12, 25, 18]):
         for f in range(length):
             dataset.add_frame({"observation.state": np.array([episode, f], np.float32),
+                               "action": np.array([f, episode], np.float32),
                                "observation.images.top": paint_frame(episode, f, 240, 320),
                                "observation.images.wrist": paint_frame(episode, f, 96, 128), "task": "t"})
             time.sleep(0.01)

@@ -542,7 +542,11 @@ def train(cfg: TrainPipelineConfig, *, progress: bool = True) -> TrainResult:
         raise TrainingConfigError("the configuration is not validated: build it with parse_train_config(...)")
     dist = Distributed.from_environment(torch.device(cfg.trainable_config.device or "cpu").type)
     try:
-        return _Trainer(cfg, progress, dist).run()
+        result = _Trainer(cfg, progress, dist).run()
+        # Every rank done (the main one draws the loss curve last) before any tears the group down:
+        # a gloo group destroyed while a peer still holds its connections can abort the process.
+        dist.barrier()
+        return result
     finally:
         if dist.owns_group and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
