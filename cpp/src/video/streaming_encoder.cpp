@@ -21,9 +21,22 @@
 namespace dexloop::video {
 namespace {
 
-// The raw frames file of end_episode_soon (ProgressFramesHeader): made, filled frame by frame, then
-// finished (its frame count written, the file and its folder fsynced), or a VideoEncodeError
-// naming it.
+// Makes the entries of the folder holding `path` durable (the files a save_progress created), or a
+// VideoEncodeError naming it.
+void fsync_folder_of(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  const std::string folder = slash == std::string::npos ? "." : path.substr(0, slash + 1);
+  int folder_fd = ::open(folder.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  const bool synced = folder_fd >= 0 && ::fsync(folder_fd) == 0;
+  const int error = errno;
+  if (folder_fd >= 0) ::close(folder_fd);
+  if (!synced) {
+    throw VideoEncodeError(folder + ": cannot fsync the folder (" + std::strerror(error) + ")");
+  }
+}
+
+// The raw frames file of save_progress (ProgressFramesHeader): made, filled frame by frame, then
+// finished (its frame count written, the file fsynced), or a VideoEncodeError naming it.
 class ProgressFramesFile {
  public:
   ProgressFramesFile(const std::string& path, const ProgressFramesHeader& header) : path_(path) {
@@ -59,14 +72,6 @@ class ProgressFramesFile {
       fail("writing the frame count failed");
     }
     if (::fsync(fd_) != 0) fail("fsync failed");
-    // The folder's entries too, so that the file (and the packets file beside it) survive a crash.
-    const size_t slash = path_.rfind('/');
-    const std::string folder = slash == std::string::npos ? "." : path_.substr(0, slash + 1);
-    int folder_fd = ::open(folder.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (folder_fd < 0) fail("cannot open its folder to fsync it");
-    const bool synced = ::fsync(folder_fd) == 0;
-    ::close(folder_fd);
-    if (!synced) fail("fsync of its folder failed");
   }
 
  private:
@@ -249,6 +254,8 @@ struct StreamingEncoder::Impl {
     if (encoder.write_progress(progress_path + ".packets.mp4", write_frame) < 0) return false;
     for (int slot : queued) write_frame(slots[static_cast<size_t>(slot)].data(), frame_bytes);
     if (frames) frames->finish();
+    // Both files' entries in their folder, whichever of them the episode needed.
+    fsync_folder_of(progress_path);
     return true;
   }
 

@@ -397,9 +397,7 @@ struct VideoEncoder::Impl {
     if (out_of_order) return -1;
     const auto encoded = static_cast<int64_t>(episode_packets.size());
     if (encoded + static_cast<int64_t>(held.size()) != pending) {
-      fail("the episode's " + std::to_string(pending) +
-           " frames are neither all encoded nor all "
-           "held (" +
+      fail("the episode's " + std::to_string(pending) + " frames are neither packets nor held (" +
            std::to_string(encoded) + " packets, " + std::to_string(held.size()) + " held frames)");
     }
     if (encoded > 0) write_packets_file(packets_path);

@@ -280,7 +280,14 @@ def _finish_video(
 
     path = journal.root / relative
     needed = sum(int(row["length"]) for row in rows)
-    present = complete_frames(str(path))
+    progress_saved = any(
+        Path(f"{journal.progress_path(key, int(row['episode_index']))}{suffix}").is_file()
+        for row in rows
+        for suffix in (".packets.mp4", ".frames")
+    )
+    # Without progress files every fragment reached the file (the encoder removes them only then):
+    # the rewrite alone reads it, once.
+    present = complete_frames(str(path)) if progress_saved else needed
     if present >= needed:
         rewrite_as_regular_mp4(str(path), needed)
         return
